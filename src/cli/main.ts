@@ -1,40 +1,63 @@
 #!/usr/bin/env node
-// The eventwire command: `eventwire <component> [options]`.
+// The eventwire command: `eventwire <command> [options]`. This entry point is the only place
+// that reads process.env; each command parses its configuration once into a typed object.
 import { parseArgs } from 'node:util';
+import { runController } from './controller.ts';
 import { runDev } from './dev.ts';
 
 const USAGE = `Usage: eventwire <command> [options]
 
 Commands:
+  controller   reconcile EventStreams and EventSubscriptions (configured by EVENTWIRE_* variables)
   dev          run eventwire locally: a real control plane and nats-server, no cluster needed
 
 Options:
-  -h, --help   show this help
+  -h, --help   show help for eventwire or a command
 `;
 
+interface Command {
+  readonly help: string;
+  readonly run: () => Promise<number>;
+}
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  controller: {
+    help: 'Usage: eventwire controller\n\nReconciles EventStreams and EventSubscriptions. Configuration comes from environment variables; see docs/configuration.md.\n',
+    run: () => runController(process.env),
+  },
+  dev: {
+    help: 'Usage: eventwire dev\n\nStarts a local control plane and nats-server with the controller, prints how to reach them, and runs until Ctrl-C.\n',
+    run: () => runDev(process.env, process.stdout),
+  },
+};
+
 async function main(argv: readonly string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === undefined || command === '-h' || command === '--help') {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help') {
     process.stdout.write(USAGE);
-    return command === undefined ? 2 : 0;
+    return name === undefined ? 2 : 0;
   }
-  switch (command) {
-    case 'dev': {
-      const { values } = parseArgs({
-        args: [...rest],
-        options: { help: { type: 'boolean', short: 'h' } },
-        strict: true,
-      });
-      if (values.help) {
-        process.stdout.write('Usage: eventwire dev\n\nStarts a local control plane and nats-server, prints how to reach them, and runs until Ctrl-C.\n');
-        return 0;
-      }
-      return runDev(process.env, process.stdout);
-    }
-    default:
-      process.stderr.write(`eventwire: unknown command "${command}"\n\n${USAGE}`);
-      return 2;
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`eventwire: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
   }
+  const { values } = parseArgs({
+    args: [...rest],
+    options: { help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(command.help);
+    return 0;
+  }
+  return command.run();
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? `\n  caused by: ${describe(err.cause)}` : '';
+  return `${err.message}${cause}`;
 }
 
 main(process.argv.slice(2)).then(
@@ -42,10 +65,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`eventwire: ${err instanceof Error ? err.message : String(err)}\n`);
-    if (err instanceof Error && err.cause !== undefined) {
-      process.stderr.write(`  caused by: ${String(err.cause)}\n`);
-    }
+    process.stderr.write(`eventwire: ${describe(err)}\n`);
     process.exitCode = 1;
   },
 );

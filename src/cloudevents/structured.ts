@@ -1,0 +1,236 @@
+// The JSON event format (structured mode and batches). Data is inlined as JSON when
+// datacontenttype is JSON or absent and the bytes parse as JSON, as a string for textual media
+// types, and as `data_base64` otherwise. JSON data therefore comes back re-serialised (same
+// value, compact formatting). Extension values of JSON type number or boolean are read as their canonical
+// string form; `null` members are absent.
+import { InvalidEventError } from './errors.ts';
+import {
+  checked,
+  CORE_ATTRIBUTES,
+  isJsonMediaType,
+  isTextMediaType,
+  type CloudEvent,
+  type EventResult,
+} from './event.ts';
+
+export const STRUCTURED_CONTENT_TYPE = 'application/cloudevents+json; charset=utf-8';
+export const BATCH_CONTENT_TYPE = 'application/cloudevents-batch+json; charset=utf-8';
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function tryText(data: Uint8Array): string | undefined {
+  try {
+    return strictUtf8.decode(data);
+  } catch {
+    return undefined; // not UTF-8: carried as data_base64 instead
+  }
+}
+
+function tryJson(text: string): { value: unknown } | undefined {
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch {
+    return undefined; // not JSON: carried as a string or data_base64 instead
+  }
+}
+
+/** The data members of the JSON format for an event's data. */
+function dataMembers(event: CloudEvent): Record<string, unknown> {
+  if (event.data === undefined || event.data.length === 0) return {};
+  const text = tryText(event.data);
+  // JSON types, and no datacontenttype at all (which the JSON format reads as JSON)
+  const jsonish = isJsonMediaType(event.datacontenttype) || event.datacontenttype === undefined;
+  if (text !== undefined && jsonish) {
+    const parsed = tryJson(text);
+    if (parsed !== undefined) return { data: parsed.value };
+  }
+  if (text !== undefined && isTextMediaType(event.datacontenttype)) return { data: text };
+  return { data_base64: Buffer.from(event.data).toString('base64') };
+}
+
+/** The JSON-format object of an event (before stringification). */
+export function toJsonObject(event: CloudEvent): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    specversion: event.specversion,
+    id: event.id,
+    source: event.source,
+    type: event.type,
+  };
+  for (const name of ['subject', 'time', 'datacontenttype', 'dataschema'] as const) {
+    if (event[name] !== undefined) out[name] = event[name];
+  }
+  for (const [name, value] of Object.entries(event.extensions)) out[name] = value;
+  return { ...out, ...dataMembers(event) };
+}
+
+/** Serialises one event in the JSON format. */
+export function toStructuredBody(event: CloudEvent): Uint8Array {
+  return utf8.encode(JSON.stringify(toJsonObject(event)));
+}
+
+/** Serialises a batch in the JSON batch format. */
+export function toBatchBody(events: readonly CloudEvent[]): Uint8Array {
+  return utf8.encode(JSON.stringify(events.map(toJsonObject)));
+}
+
+interface Failure {
+  ok: false;
+  error: InvalidEventError;
+}
+
+function fail(
+  reason: 'bad-json' | 'bad-base64' | 'invalid-attribute',
+  field: string,
+  message: string,
+  fix: string,
+): Failure {
+  return { ok: false, error: new InvalidEventError(reason, message, { field, fix }) };
+}
+
+/** Parses a body as UTF-8 JSON; errors name `field`. */
+export function parseJsonBody(body: Uint8Array): { ok: true; value: unknown } | Failure {
+  let text: string;
+  try {
+    text = strictUtf8.decode(body);
+  } catch (cause) {
+    const error = new InvalidEventError('bad-encoding', 'the body is not UTF-8', {
+      field: 'body',
+      fix: 'send the JSON body as UTF-8',
+      cause,
+    });
+    return { ok: false, error };
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (cause) {
+    const message = `the body is not JSON: ${cause instanceof Error ? cause.message : String(cause)}`;
+    const error = new InvalidEventError('bad-json', message, {
+      field: 'body',
+      fix: 'send a JSON object in the CloudEvents JSON format',
+      cause,
+    });
+    return { ok: false, error };
+  }
+}
+
+function extensionValue(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'boolean') return String(value);
+  if (typeof value === 'number' && Number.isInteger(value)) return String(value);
+  return undefined;
+}
+
+function isBase64(value: unknown): value is string {
+  if (typeof value !== 'string') return false;
+  const compact = value.replace(/\s/g, '');
+  return /^[A-Za-z0-9+/]*={0,2}$/.test(compact) && compact.length % 4 === 0;
+}
+
+function decodeData(
+  obj: Record<string, unknown>,
+): { ok: true; data: Uint8Array | undefined } | Failure {
+  const hasData = obj.data !== undefined && obj.data !== null;
+  const hasBase64 = obj.data_base64 !== undefined && obj.data_base64 !== null;
+  if (hasData && hasBase64)
+    return fail(
+      'invalid-attribute',
+      'data',
+      'both data and data_base64 are set',
+      'send only one of data and data_base64',
+    );
+  if (hasBase64) {
+    const b64 = obj.data_base64;
+    if (!isBase64(b64)) {
+      return fail(
+        'bad-base64',
+        'data_base64',
+        'data_base64 is not a base64 string',
+        'encode the data with standard base64 (RFC 4648)',
+      );
+    }
+    return { ok: true, data: new Uint8Array(Buffer.from(b64, 'base64')) };
+  }
+  if (!hasData) return { ok: true, data: undefined };
+  const ct = typeof obj.datacontenttype === 'string' ? obj.datacontenttype : undefined;
+  // a string with a non-JSON content type is the text itself; everything else is a JSON value
+  if (typeof obj.data === 'string' && ct !== undefined && !isJsonMediaType(ct))
+    return { ok: true, data: utf8.encode(obj.data) };
+  return { ok: true, data: utf8.encode(JSON.stringify(obj.data)) };
+}
+
+function readAttributes(
+  obj: Record<string, unknown>,
+): { ok: true; attrs: Record<string, unknown>; extensions: Record<string, string> } | Failure {
+  const attrs: Record<string, unknown> = {};
+  const extensions: Record<string, string> = {};
+  for (const [name, value] of Object.entries(obj)) {
+    if (name === 'data' || name === 'data_base64' || value === null) continue;
+    if (CORE_ATTRIBUTES.has(name)) {
+      if (typeof value !== 'string')
+        return fail(
+          'invalid-attribute',
+          name,
+          `attribute ${name} must be a string`,
+          `send ${name} as a JSON string`,
+        );
+      attrs[name] = value;
+      continue;
+    }
+    const ext = extensionValue(value);
+    if (ext === undefined)
+      return fail(
+        'invalid-attribute',
+        name,
+        `extension ${name} must be a string, integer or boolean`,
+        'send extension values as JSON strings, integers or booleans',
+      );
+    extensions[name] = ext;
+  }
+  return { ok: true, attrs, extensions };
+}
+
+/** Reads one event from a parsed JSON-format value (an object), validating it. */
+export function fromJsonObject(value: unknown): EventResult {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return fail(
+      'bad-json',
+      'body',
+      'a structured CloudEvent must be a JSON object',
+      'send one JSON object, or use application/cloudevents-batch+json for an array',
+    );
+  }
+  const obj = value as Record<string, unknown>;
+  const attributes = readAttributes(obj);
+  if (!attributes.ok) return attributes;
+  const data = decodeData(obj);
+  if (!data.ok) return data;
+  const event = { ...attributes.attrs, extensions: attributes.extensions } as unknown as CloudEvent;
+  return checked(data.data === undefined ? event : { ...event, data: data.data });
+}
+
+/** Reads one structured-mode event from a body. */
+export function fromStructuredBody(body: Uint8Array): EventResult {
+  const parsed = parseJsonBody(body);
+  return parsed.ok ? fromJsonObject(parsed.value) : parsed;
+}
+
+/** Reads a batch; the whole batch fails on the first invalid event (its index is recorded). */
+export function fromBatchBody(body: Uint8Array): { ok: true; events: CloudEvent[] } | Failure {
+  const parsed = parseJsonBody(body);
+  if (!parsed.ok) return parsed;
+  if (!Array.isArray(parsed.value)) {
+    const error = new InvalidEventError('bad-json', 'a batch must be a JSON array of CloudEvents', {
+      field: 'body',
+      fix: 'send a JSON array of JSON-format events',
+    });
+    return { ok: false, error };
+  }
+  const events: CloudEvent[] = [];
+  for (const [index, item] of (parsed.value as unknown[]).entries()) {
+    const result = fromJsonObject(item);
+    if (!result.ok) return { ok: false, error: result.error.atIndex(index) };
+    events.push(result.event);
+  }
+  return { ok: true, events };
+}

@@ -1,0 +1,63 @@
+// The controller's configuration, parsed and validated once at start.
+import { hostname } from 'node:os';
+import {
+  bool,
+  durationMs,
+  int,
+  namespacedName,
+  optionalStr,
+  str,
+  type Env,
+} from '../config/env.ts';
+import { parseNatsConfig, type NatsConfig } from '../config/nats.ts';
+
+export interface ControllerConfig {
+  readonly nats: NatsConfig;
+  /** kubeconfig file; in-cluster configuration when unset */
+  readonly kubeconfig?: string;
+  readonly logLevel: string;
+  readonly opsHost: string;
+  readonly opsPort: number;
+  readonly workers: number;
+  /** the stream of subscriptions that name none */
+  readonly defaultStream?: { readonly namespace: string; readonly name: string };
+  readonly allowExternalSinkUris: boolean;
+  readonly clusterDomain: string;
+  /** every resource is reconciled this often: repairs drift, refreshes status.stats */
+  readonly resyncMs: number;
+  readonly leaderElection: {
+    readonly enabled: boolean;
+    readonly namespace: string;
+    readonly leaseName: string;
+    readonly identity: string;
+    readonly leaseDurationMs: number;
+    readonly renewDeadlineMs: number;
+    readonly retryPeriodMs: number;
+  };
+}
+
+export function parseControllerConfig(env: Env): ControllerConfig {
+  const kubeconfig = optionalStr(env, 'KUBECONFIG');
+  const defaultStream = namespacedName(env, 'EVENTWIRE_DEFAULT_STREAM');
+  return {
+    nats: parseNatsConfig(env, 'eventwire-controller'),
+    ...(kubeconfig ? { kubeconfig } : {}),
+    logLevel: str(env, 'EVENTWIRE_LOG_LEVEL', 'info'),
+    opsHost: str(env, 'EVENTWIRE_OPS_HOST', '0.0.0.0'),
+    opsPort: int(env, 'EVENTWIRE_OPS_PORT', 8080, 0, 65535),
+    workers: int(env, 'EVENTWIRE_CONTROLLER_WORKERS', 4, 1, 64),
+    ...(defaultStream ? { defaultStream } : {}),
+    allowExternalSinkUris: bool(env, 'EVENTWIRE_ALLOW_EXTERNAL_SINK_URIS', true),
+    clusterDomain: str(env, 'EVENTWIRE_CLUSTER_DOMAIN', 'cluster.local'),
+    resyncMs: durationMs(env, 'EVENTWIRE_RESYNC_PERIOD', '30s'),
+    leaderElection: {
+      enabled: bool(env, 'EVENTWIRE_LEADER_ELECT', true),
+      namespace: str(env, 'EVENTWIRE_NAMESPACE', 'eventwire-system'),
+      leaseName: str(env, 'EVENTWIRE_LEASE_NAME', 'eventwire-controller'),
+      identity: str(env, 'POD_NAME', `${hostname()}-${process.pid}`),
+      leaseDurationMs: durationMs(env, 'EVENTWIRE_LEASE_DURATION', '15s'),
+      renewDeadlineMs: durationMs(env, 'EVENTWIRE_RENEW_DEADLINE', '10s'),
+      retryPeriodMs: durationMs(env, 'EVENTWIRE_RETRY_PERIOD', '2s'),
+    },
+  };
+}

@@ -1,0 +1,329 @@
+// `eventwire controller`: informers on EventStreams, EventSubscriptions, Services and
+// Deployments feed one rate-limited work queue; only the elected leader runs its workers.
+import {
+  KubeConfig,
+  type KubernetesObject,
+  type V1Deployment,
+  type V1Service,
+} from '@kubernetes/client-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  API_GROUP,
+  API_VERSION,
+  EVENTSTREAM_PLURAL,
+  EVENTSUBSCRIPTION_PLURAL,
+  type EventStream,
+  type EventSubscription,
+} from '../api/types.ts';
+import { JetStreamAdmin } from '../jetstream/admin.ts';
+import { connectNats } from '../jetstream/connection.ts';
+import { isConflict } from '../k8s/errors.ts';
+import { Informer } from '../k8s/informer.ts';
+import { LeaderElector } from '../k8s/leader-election.ts';
+import { CustomResources, EventRecorder } from '../k8s/resources.ts';
+import { WorkQueue, type WorkResult } from '../k8s/work-queue.ts';
+import { startOpsServer } from '../observability/http-server.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
+import type { ControllerConfig } from './config.ts';
+import { StatusReporter, type ReconcileOutcome } from './reconcile-common.ts';
+import { StreamReconciler } from './stream-reconciler.ts';
+import { SubscriptionReconciler } from './subscription-reconciler.ts';
+
+export interface ControllerHandle {
+  readonly opsPort: number;
+  isLeader(): boolean;
+  /** resolves when leadership is lost (the process should exit and be restarted) */
+  readonly lostLeadership: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ControllerOverrides {
+  readonly kubeConfig?: KubeConfig;
+  readonly log?: Logger;
+  readonly nats?: NatsConnection;
+}
+
+function loadKubeConfig(cfg: ControllerConfig): KubeConfig {
+  const kc = new KubeConfig();
+  if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
+  else kc.loadFromCluster();
+  return kc;
+}
+
+type Metrics = ReturnType<typeof metrics>;
+
+function metrics(registry: Registry) {
+  return {
+    reconciles: new Counter({
+      name: 'eventwire_controller_reconciles_total',
+      help: 'Reconciles by resource kind and result (success, requeue, error, conflict)',
+      labelNames: ['kind', 'result'] as const,
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'eventwire_controller_reconcile_duration_seconds',
+      help: 'Time spent in one reconcile',
+      labelNames: ['kind'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'eventwire_controller_workqueue_depth',
+      help: 'Keys waiting in the work queue',
+      registers: [registry],
+    }),
+    leader: new Gauge({
+      name: 'eventwire_controller_leader',
+      help: '1 while this replica is the elected leader',
+      registers: [registry],
+    }),
+  };
+}
+
+const keyOf = (kind: 'stream' | 'sub', obj: KubernetesObject): string =>
+  `${kind}:${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+
+function parseKey(key: string): { kind: string; namespace: string; name: string } {
+  const [kind = '', rest = ''] = key.split(':', 2);
+  const [namespace = '', name = ''] = rest.split('/', 2);
+  return { kind, namespace, name };
+}
+
+interface Informers {
+  readonly streams: Informer<EventStream>;
+  readonly subs: Informer<EventSubscription>;
+  readonly services: Informer<V1Service>;
+  readonly deployments: Informer<V1Deployment>;
+}
+
+function makeInformers(kc: KubeConfig, cfg: ControllerConfig, log: Logger): Informers {
+  const logger = log.child({ part: 'informer' });
+  const inf = <T extends KubernetesObject>(path: string, resyncMs?: number): Informer<T> =>
+    new Informer<T>({ kubeConfig: kc, path, logger, ...(resyncMs ? { resyncMs } : {}) });
+  const crPath = (plural: string): string => `/apis/${API_GROUP}/${API_VERSION}/${plural}`;
+  return {
+    streams: inf<EventStream>(crPath(EVENTSTREAM_PLURAL), cfg.resyncMs),
+    subs: inf<EventSubscription>(crPath(EVENTSUBSCRIPTION_PLURAL), cfg.resyncMs),
+    services: inf<V1Service>('/api/v1/services'),
+    deployments: inf<V1Deployment>('/apis/apps/v1/deployments'),
+  };
+}
+
+const allInformers = (i: Informers): Informer<KubernetesObject>[] =>
+  [i.streams, i.subs, i.services, i.deployments] as Informer<KubernetesObject>[];
+
+type Reconcile = (key: string) => Promise<WorkResult>;
+
+function makeHandler(
+  kc: KubeConfig,
+  cfg: ControllerConfig,
+  js: JetStreamAdmin,
+  inf: Informers,
+  log: Logger,
+): (m: Metrics, queue: WorkQueue) => Reconcile {
+  const ref = (plural: string) => ({ group: API_GROUP, version: API_VERSION, plural });
+  const streamsApi = new CustomResources<EventStream>(kc, ref(EVENTSTREAM_PLURAL));
+  const subsApi = new CustomResources<EventSubscription>(kc, ref(EVENTSUBSCRIPTION_PLURAL));
+  const recorder = new EventRecorder(kc, 'eventwire-controller');
+  const streamReconciler = new StreamReconciler({
+    streams: streamsApi,
+    js,
+    status: new StatusReporter(streamsApi, recorder, log),
+    log,
+  });
+  const subReconciler = new SubscriptionReconciler({
+    subscriptions: subsApi,
+    streams: inf.streams,
+    services: inf.services,
+    deployments: inf.deployments,
+    kubeConfig: kc,
+    js,
+    status: new StatusReporter(subsApi, recorder, log),
+    sink: { clusterDomain: cfg.clusterDomain, allowExternalUris: cfg.allowExternalSinkUris },
+    ...(cfg.defaultStream ? { defaultStream: cfg.defaultStream } : {}),
+    log,
+  });
+  const reconcileKey = async (key: string): Promise<ReconcileOutcome> => {
+    const { kind, namespace, name } = parseKey(key);
+    if (kind === 'stream') {
+      const obj = inf.streams.get(namespace, name);
+      return obj ? streamReconciler.reconcile(obj) : {};
+    }
+    const obj = inf.subs.get(namespace, name);
+    return obj ? subReconciler.reconcile(obj) : {};
+  };
+  return (m, queue) => async (key) => {
+    const kind = parseKey(key).kind;
+    const end = m.duration.startTimer({ kind });
+    try {
+      const out = await reconcileKey(key);
+      m.reconciles.inc({ kind, result: out.requeueAfterMs ? 'requeue' : 'success' });
+      return out.requeueAfterMs ? { requeueAfterMs: out.requeueAfterMs } : undefined;
+    } catch (err) {
+      // a conflict means the cache was behind: the queue retries with a fresh object
+      m.reconciles.inc({ kind, result: isConflict(err) ? 'conflict' : 'error' });
+      throw err;
+    } finally {
+      end();
+      m.queueDepth.set(queue.len());
+    }
+  };
+}
+
+interface Leadership {
+  readonly isLeader: () => boolean;
+  readonly lost: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Run the queue's workers while this replica leads (always, without leader election). */
+function lead(
+  cfg: ControllerConfig,
+  kc: KubeConfig,
+  log: Logger,
+  onStart: () => void,
+  onStop: () => Promise<void>,
+): Leadership {
+  let leading = false;
+  let resolveLost: () => void = () => undefined;
+  const lost = new Promise<void>((r) => {
+    resolveLost = r;
+  });
+  const begin = (): void => {
+    leading = true;
+    onStart();
+  };
+  const le = cfg.leaderElection;
+  if (!le.enabled) {
+    begin();
+    return { isLeader: () => leading, lost, stop: () => Promise.resolve() };
+  }
+  const elector = new LeaderElector({
+    kubeConfig: kc,
+    namespace: le.namespace,
+    name: le.leaseName,
+    identity: le.identity,
+    leaseDurationMs: le.leaseDurationMs,
+    renewDeadlineMs: le.renewDeadlineMs,
+    retryPeriodMs: le.retryPeriodMs,
+    logger: log,
+    onStartedLeading: begin,
+    onStoppedLeading: () => {
+      if (!leading) return;
+      leading = false;
+      log.warn({}, 'leadership lost; stopping reconciles');
+      void onStop().finally(resolveLost);
+    },
+  });
+  elector.start();
+  return { isLeader: () => leading, lost, stop: () => elector.stop({ release: true }) };
+}
+
+export async function startController(
+  cfg: ControllerConfig,
+  overrides: ControllerOverrides = {},
+): Promise<ControllerHandle> {
+  const log = overrides.log ?? createLogger({ component: 'controller', level: cfg.logLevel });
+  const kc = overrides.kubeConfig ?? loadKubeConfig(cfg);
+  const nc = overrides.nats ?? (await connectNats(cfg.nats, log));
+  const js = new JetStreamAdmin(await jetstreamManager(nc));
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const m = metrics(registry);
+  const inf = makeInformers(kc, cfg, log);
+  const queue = new WorkQueue({ workers: cfg.workers, logger: log.child({ part: 'workqueue' }) });
+  wireEvents({ queue, ...inf, defaultStream: cfg.defaultStream });
+  const handler = makeHandler(kc, cfg, js, inf, log)(m, queue);
+
+  await Promise.all(allInformers(inf).map((i) => i.start()));
+  log.info({}, 'informers synced');
+  const leadership = lead(
+    cfg,
+    kc,
+    log,
+    () => {
+      m.leader.set(1);
+      queue.start(handler);
+      for (const o of inf.streams.list()) queue.add(keyOf('stream', o));
+      for (const o of inf.subs.list()) queue.add(keyOf('sub', o));
+    },
+    async () => {
+      m.leader.set(0);
+      await queue.shutdown();
+    },
+  );
+  const ops = await startOpsServer({
+    host: cfg.opsHost,
+    port: cfg.opsPort,
+    registry,
+    log,
+    readiness: {
+      informers: () => ({
+        ready: allInformers(inf).every((i) => i.hasSynced()),
+        reason: 'informers not synced',
+      }),
+      nats: () => ({ ready: !nc.isClosed(), reason: 'nats connection closed' }),
+    },
+  });
+  return {
+    opsPort: ops.port,
+    isLeader: leadership.isLeader,
+    lostLeadership: leadership.lost,
+    stop: async () => {
+      await leadership.stop();
+      await queue.shutdown();
+      await Promise.all(allInformers(inf).map((i) => i.stop()));
+      await ops.close();
+      if (!overrides.nats) await nc.drain();
+      log.info({}, 'controller stopped');
+    },
+  };
+}
+
+interface WireInput {
+  readonly queue: WorkQueue;
+  readonly streams: Informer<EventStream>;
+  readonly subs: Informer<EventSubscription>;
+  readonly services: Informer<V1Service>;
+  readonly deployments: Informer<V1Deployment>;
+  readonly defaultStream: ControllerConfig['defaultStream'];
+}
+
+/** Which informer events enqueue which keys. */
+function wireEvents(w: WireInput): void {
+  const enqueueSub = (o: EventSubscription): void => {
+    w.queue.add(keyOf('sub', o));
+  };
+  w.subs.onAdd(enqueueSub);
+  w.subs.onUpdate(enqueueSub);
+  w.subs.onDelete(enqueueSub);
+  const streamChanged = (es: EventStream): void => {
+    w.queue.add(keyOf('stream', es));
+    const ns = es.metadata?.namespace ?? '';
+    const name = es.metadata?.name ?? '';
+    for (const sub of w.subs.list()) {
+      const ref = sub.spec.stream;
+      const target = ref
+        ? { namespace: ref.namespace ?? sub.metadata?.namespace, name: ref.name }
+        : w.defaultStream;
+      if (target?.namespace === ns && target.name === name) enqueueSub(sub);
+    }
+  };
+  w.streams.onAdd(streamChanged);
+  w.streams.onUpdate(streamChanged);
+  w.streams.onDelete(streamChanged);
+  const targetChanged = (obj: KubernetesObject): void => {
+    const ns = obj.metadata?.namespace;
+    for (const sub of w.subs.list()) {
+      if (sub.metadata?.namespace === ns && sub.spec.sink.ref?.name === obj.metadata?.name)
+        enqueueSub(sub);
+    }
+  };
+  for (const inf of [w.services, w.deployments] as Informer<KubernetesObject>[]) {
+    inf.onAdd(targetChanged);
+    inf.onUpdate(targetChanged);
+    inf.onDelete(targetChanged);
+  }
+}

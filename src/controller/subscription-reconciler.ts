@@ -1,0 +1,433 @@
+// EventSubscription -> durable pull consumer + resolved sink + status.
+// Order: finalizer; filters (compile CEL); stream (exists, Ready, allows this namespace);
+// consumer (create / update in place / migrate after the ack floor); sink (Service,
+// managed Service for a Deployment, or URI); status with conditions and stats; clean-up of
+// a consumer replaced by a migration once status names the new one.
+import type { ConsumerInfo } from '@nats-io/jetstream';
+import {
+  CoreV1Api,
+  type KubeConfig,
+  type V1Deployment,
+  type V1Service,
+} from '@kubernetes/client-node';
+import { isDeepStrictEqual } from 'node:util';
+import { parseDuration } from '../api/duration.ts';
+import {
+  DELIVERY_DEFAULTS,
+  type EventStream,
+  type EventSubscription,
+  type EventSubscriptionStatus,
+} from '../api/types.ts';
+import { compileFilters } from '../dispatcher/filter.ts';
+import { JetStreamAdminError, type JetStreamAdmin } from '../jetstream/admin.ts';
+import {
+  consumerSettingsFor,
+  planConsumer,
+  type ConsumerObservation,
+  type ConsumerSettings,
+  type StartPosition,
+} from '../jetstream/consumer-plan.ts';
+import { pushdownSubjects } from '../jetstream/subject.ts';
+import {
+  hasFinalizer,
+  withFinalizer,
+  withoutFinalizer,
+  type CustomResources,
+} from '../k8s/resources.ts';
+import type { Logger } from '../observability/logger.ts';
+import { isTrue, mergeConditions, type ConditionInput } from './conditions.ts';
+import {
+  FINALIZER,
+  NOT_READY_REQUEUE_MS,
+  type ReconcileOutcome,
+  type StatusReporter,
+} from './reconcile-common.ts';
+import { resolveSink, type SinkOptions, type SinkResolution } from './sink.ts';
+import { streamNameOf } from './stream-reconciler.ts';
+
+export interface Lookup<T> {
+  get(namespace: string, name: string): T | undefined;
+}
+
+export interface SubscriptionReconcilerDeps {
+  readonly subscriptions: CustomResources<EventSubscription>;
+  readonly streams: Lookup<EventStream>;
+  readonly services: Lookup<V1Service>;
+  readonly deployments: Lookup<V1Deployment>;
+  readonly kubeConfig: KubeConfig;
+  readonly js: JetStreamAdmin;
+  readonly status: StatusReporter<EventSubscription>;
+  readonly sink: SinkOptions;
+  readonly defaultStream?: { readonly namespace: string; readonly name: string };
+  readonly log: Logger;
+  readonly now?: () => Date;
+}
+
+type Cond = ConditionInput;
+const ok = (type: string, reason: string, message: string): Cond => ({
+  type,
+  status: 'True',
+  reason,
+  message,
+});
+const bad = (type: string, reason: string, message: string): Cond => ({
+  type,
+  status: 'False',
+  reason,
+  message,
+});
+
+interface ConsumerOutcome {
+  readonly cond: Cond;
+  readonly info?: ConsumerInfo;
+  /** a consumer this one replaced, deleted once status names the new one */
+  readonly replaced?: { readonly stream: string; readonly name: string };
+}
+
+interface StreamTarget {
+  readonly es: EventStream;
+  readonly streamName: string;
+  readonly prefix: string;
+}
+
+/** The Ready condition: the first problem in order of what a person must fix first. */
+function readyOf(conds: readonly Cond[]): Cond {
+  const order = ['InvalidFilter', 'InvalidSpec'];
+  const firstBad =
+    conds.find((c) => c.status !== 'True' && order.includes(c.reason)) ??
+    conds.find((c) => c.status !== 'True');
+  if (!firstBad) return ok('Ready', 'Ready', 'events are delivered to the sink');
+  return {
+    type: 'Ready',
+    status: firstBad.status === 'Unknown' ? 'Unknown' : 'False',
+    reason: firstBad.reason,
+    message: firstBad.message,
+  };
+}
+
+function startOf(sub: EventSubscription): StartPosition {
+  const from = sub.spec.startFrom ?? 'new';
+  if (from === 'time')
+    return { policy: 'time', startTime: sub.spec.startTime ?? new Date(0).toISOString() };
+  return { policy: from };
+}
+
+function allowsNamespace(es: EventStream, namespace: string): boolean {
+  if (es.metadata?.namespace === namespace) return true;
+  const allowed = es.spec.allowedNamespaces ?? [];
+  return allowed.includes('*') || allowed.includes(namespace);
+}
+
+function statsOf(
+  info: ConsumerInfo | undefined,
+  prev: EventSubscriptionStatus['stats'],
+): EventSubscriptionStatus['stats'] {
+  if (!info) return prev;
+  const last = info.ack_floor.last_active as unknown;
+  return {
+    ...(prev ?? {}),
+    pending: info.num_pending,
+    ackPending: info.num_ack_pending,
+    redelivered: info.num_redelivered,
+    ...(typeof last === 'string' && !last.startsWith('0001-') ? { lastDelivery: last } : {}),
+  };
+}
+
+/** Do two Services agree on what eventwire manages: selector, ports, owners? */
+function sameService(a: V1Service, b: V1Service): boolean {
+  const ports = (s: V1Service) => (s.spec?.ports ?? []).map((p) => [p.port, p.targetPort]);
+  const owners = (s: V1Service) => (s.metadata?.ownerReferences ?? []).map((o) => o.uid);
+  return (
+    isDeepStrictEqual(a.spec?.selector, b.spec?.selector) &&
+    isDeepStrictEqual(ports(a), ports(b)) &&
+    isDeepStrictEqual(owners(a), owners(b))
+  );
+}
+
+export class SubscriptionReconciler {
+  private readonly deps: SubscriptionReconcilerDeps;
+  private readonly core: CoreV1Api;
+
+  constructor(deps: SubscriptionReconcilerDeps) {
+    this.deps = deps;
+    this.core = deps.kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  async reconcile(sub: EventSubscription): Promise<ReconcileOutcome> {
+    const ns = sub.metadata?.namespace ?? '';
+    const log = this.deps.log.child({ eventsubscription: `${ns}/${sub.metadata?.name ?? ''}` });
+    if (sub.metadata?.deletionTimestamp) return this.finalize(sub, log);
+    if (!hasFinalizer(sub, FINALIZER)) {
+      await this.deps.subscriptions.replace(withFinalizer(sub, FINALIZER));
+      return {};
+    }
+    const conds: Cond[] = [];
+    const filterCond = this.checkFilters(sub);
+    const stream = this.resolveStream(sub);
+    conds.push(
+      'cond' in stream
+        ? stream.cond
+        : ok('StreamReady', 'StreamReady', `stream ${stream.streamName} is ready`),
+    );
+    let consumer: {
+      info?: ConsumerInfo;
+      settings?: ConsumerSettings;
+      replaced?: { stream: string; name: string };
+    } = {};
+    if (filterCond.status !== 'True') {
+      conds.push(filterCond);
+    } else if ('cond' in stream) {
+      conds.push(bad('ConsumerReady', 'StreamNotReady', 'waiting for the stream'));
+    } else {
+      const result = await this.ensureConsumer(sub, stream, log);
+      consumer = result;
+      conds.push(result.cond);
+    }
+    const sink = await this.ensureSink(sub, log);
+    conds.push(
+      sink.ok
+        ? ok('SinkResolved', 'SinkResolved', `events go to ${sink.uri}`)
+        : bad('SinkResolved', sink.reason, sink.message),
+    );
+    await this.writeStatus(sub, conds, sink, consumer);
+    if (consumer.replaced) {
+      await this.deps.js.deleteConsumer(consumer.replaced.stream, consumer.replaced.name);
+      log.info({ consumer: consumer.replaced.name }, 'replaced consumer deleted');
+    }
+    return readyOf(conds).status === 'True' ? {} : { requeueAfterMs: NOT_READY_REQUEUE_MS };
+  }
+
+  private checkFilters(sub: EventSubscription): Cond {
+    const compiled = compileFilters(sub.spec.filters ?? []);
+    if (!compiled.ok)
+      return bad('ConsumerReady', 'InvalidFilter', `spec.${compiled.path}: ${compiled.message}`);
+    try {
+      const d = sub.spec.delivery;
+      parseDuration(d?.timeout ?? '30s', 'spec.delivery.timeout');
+    } catch (err) {
+      return bad('ConsumerReady', 'InvalidSpec', (err as Error).message);
+    }
+    return ok('ConsumerReady', 'FiltersValid', 'filters compile');
+  }
+
+  private resolveStream(sub: EventSubscription): StreamTarget | { cond: Cond } {
+    const ns = sub.metadata?.namespace ?? '';
+    const ref = sub.spec.stream
+      ? { namespace: sub.spec.stream.namespace ?? ns, name: sub.spec.stream.name }
+      : this.deps.defaultStream;
+    if (!ref) {
+      return {
+        cond: bad(
+          'StreamReady',
+          'NoStream',
+          'set spec.stream: this installation has no default stream',
+        ),
+      };
+    }
+    const es = this.deps.streams.get(ref.namespace, ref.name);
+    const id = `${ref.namespace}/${ref.name}`;
+    if (!es)
+      return {
+        cond: bad(
+          'StreamReady',
+          'StreamNotFound',
+          `EventStream ${id} does not exist; create it or fix spec.stream`,
+        ),
+      };
+    if (!allowsNamespace(es, ns)) {
+      return {
+        cond: bad(
+          'StreamReady',
+          'NamespaceNotAllowed',
+          `EventStream ${id} does not allow namespace ${ns}; add it to the stream's spec.allowedNamespaces`,
+        ),
+      };
+    }
+    if (!isTrue(es.status?.conditions, 'Ready')) {
+      const r = es.status?.conditions?.find((c) => c.type === 'Ready');
+      return {
+        cond: bad(
+          'StreamReady',
+          'StreamNotReady',
+          `EventStream ${id} is not ready${r ? `: ${r.reason}: ${r.message}` : ''}`,
+        ),
+      };
+    }
+    return {
+      es,
+      streamName: es.status?.streamName ?? streamNameOf(es),
+      prefix: es.spec.subjectPrefix,
+    };
+  }
+
+  private settingsFor(sub: EventSubscription, stream: StreamTarget): ConsumerSettings {
+    const d = { ...DELIVERY_DEFAULTS, ...sub.spec.delivery };
+    return consumerSettingsFor({
+      namespace: sub.metadata?.namespace ?? '',
+      name: sub.metadata?.name ?? '',
+      stream: stream.streamName,
+      filterSubjects: pushdownSubjects(stream.prefix, sub.spec.filters ?? []),
+      timeoutMs: parseDuration(d.timeout, 'spec.delivery.timeout'),
+      retry: d.retry,
+      maxInFlight: d.maxInFlight,
+      start: startOf(sub),
+    });
+  }
+
+  /** The desired consumer, the one status names (if replaced), and the last known floor. */
+  private async observe(sub: EventSubscription, s: ConsumerSettings): Promise<ConsumerObservation> {
+    const js = this.deps.js;
+    const prev = sub.status?.consumer;
+    const current = await js.consumerInfo(s.stream, s.name);
+    const replaced = prev?.name !== undefined && prev.stream !== undefined && prev.name !== s.name;
+    const previous = replaced
+      ? await js.consumerInfo(prev.stream ?? '', prev.name ?? '')
+      : undefined;
+    const floor = prev?.stream === s.stream ? prev.ackFloor : undefined;
+    return {
+      ...(current ? { current } : {}),
+      ...(previous ? { previous } : {}),
+      ...(floor === undefined ? {} : { lastKnownAckFloor: floor }),
+    };
+  }
+
+  private async applyPlan(
+    s: ConsumerSettings,
+    seen: ConsumerObservation,
+    log: Logger,
+  ): Promise<ConsumerInfo | undefined> {
+    const plan = planConsumer(s, seen);
+    switch (plan.kind) {
+      case 'none':
+        return seen.current;
+      case 'update': {
+        const info = await this.deps.js.updateConsumer(s.stream, plan.config);
+        log.info(
+          { consumer: s.name, changes: plan.changes.map((c) => c.field) },
+          'consumer updated',
+        );
+        return info;
+      }
+      case 'create':
+      case 'migrate': {
+        const info = await this.deps.js.addConsumer(s.stream, plan.config);
+        const startSeq = plan.config.opt_start_seq;
+        log.info({ consumer: s.name, plan: plan.kind, startSeq }, 'consumer created');
+        return info;
+      }
+    }
+  }
+
+  private async ensureConsumer(
+    sub: EventSubscription,
+    stream: StreamTarget,
+    log: Logger,
+  ): Promise<ConsumerOutcome> {
+    const settings = this.settingsFor(sub, stream);
+    try {
+      const seen = await this.observe(sub, settings);
+      const info = await this.applyPlan(settings, seen, log);
+      const prev = seen.previous;
+      return {
+        cond: ok(
+          'ConsumerReady',
+          'ConsumerReady',
+          `durable consumer ${settings.stream}/${settings.name}`,
+        ),
+        ...(info ? { info } : {}),
+        ...(prev ? { replaced: { stream: prev.stream_name, name: prev.name } } : {}),
+      };
+    } catch (err) {
+      if (!(err instanceof JetStreamAdminError)) throw err;
+      log.warn({ err }, 'jetstream request failed');
+      if (err.transient) throw err;
+      return { cond: bad('ConsumerReady', 'ConsumerRejected', err.message) };
+    }
+  }
+
+  private async ensureSink(sub: EventSubscription, log: Logger): Promise<SinkResolution> {
+    const ns = sub.metadata?.namespace ?? '';
+    const ref = sub.spec.sink.ref;
+    const lookup: { service?: V1Service; deployment?: V1Deployment } = {};
+    if (ref) {
+      const service = this.deps.services.get(ns, ref.name);
+      const deployment =
+        ref.kind === 'Deployment' ? this.deps.deployments.get(ns, ref.name) : undefined;
+      if (service) lookup.service = service;
+      if (deployment) lookup.deployment = deployment;
+    }
+    const identity = {
+      namespace: ns,
+      name: sub.metadata?.name ?? '',
+      uid: sub.metadata?.uid ?? '',
+    };
+    const res = resolveSink(identity, sub.spec.sink, lookup, this.deps.sink);
+    if (res.ok && res.managedService) {
+      await this.applyManagedService(res.managedService, lookup.service, log);
+    }
+    return res;
+  }
+
+  private async applyManagedService(
+    want: V1Service,
+    existing: V1Service | undefined,
+    log: Logger,
+  ): Promise<void> {
+    const namespace = want.metadata?.namespace ?? '';
+    const name = want.metadata?.name ?? '';
+    if (!existing) {
+      await this.core.createNamespacedService({ namespace, body: want });
+      log.info({ service: name }, 'managed service created');
+      return;
+    }
+    if (sameService(existing, want)) return;
+    await this.core.replaceNamespacedService({ namespace, name, body: want });
+    log.info({ service: name }, 'managed service updated');
+  }
+
+  private async writeStatus(
+    sub: EventSubscription,
+    conds: Cond[],
+    sink: SinkResolution,
+    consumer: Omit<ConsumerOutcome, 'cond'>,
+  ): Promise<void> {
+    const now = this.deps.now?.() ?? new Date();
+    const all = [readyOf(conds), ...conds];
+    const prev = sub.status ?? {};
+    const info = consumer.info;
+    const status: EventSubscriptionStatus = {
+      ...prev,
+      observedGeneration: sub.metadata?.generation ?? 0,
+      conditions: mergeConditions(prev.conditions, all, sub.metadata?.generation, now),
+      ...(sink.ok ? { sinkUri: sink.uri } : {}),
+      ...(info
+        ? {
+            consumer: {
+              stream: info.stream_name,
+              name: info.name,
+              filterSubjects: [
+                ...(info.config.filter_subjects ??
+                  (info.config.filter_subject ? [info.config.filter_subject] : [])),
+              ],
+              ackFloor: info.ack_floor.stream_seq,
+            },
+          }
+        : {}),
+    };
+    const stats = statsOf(info, prev.stats);
+    if (stats) status.stats = stats;
+    if (!sink.ok) delete status.sinkUri;
+    await this.deps.status.update(sub, status);
+  }
+
+  private async finalize(sub: EventSubscription, log: Logger): Promise<ReconcileOutcome> {
+    if (!hasFinalizer(sub, FINALIZER)) return {};
+    const c = sub.status?.consumer;
+    if (c?.stream && c.name) {
+      await this.deps.js.deleteConsumer(c.stream, c.name);
+      log.info({ consumer: c.name }, 'consumer deleted with its subscription');
+    }
+    await this.deps.subscriptions.replace(withoutFinalizer(sub, FINALIZER));
+    return {};
+  }
+}

@@ -1,0 +1,92 @@
+import type { ConsumerInfo } from '@nats-io/jetstream';
+import { describe, expect, it } from 'vitest';
+import {
+  ACK_WAIT_GRACE_MS,
+  MAX_DELIVER_HEADROOM,
+  consumerSettingsFor,
+  planConsumer,
+  toConsumerConfig,
+  type ConsumerSettingsInput,
+} from './consumer-plan.ts';
+
+const input: ConsumerSettingsInput = {
+  namespace: 'shop',
+  name: 'order-created',
+  stream: 'SHOP',
+  filterSubjects: ['shop.com.example.order.created'],
+  timeoutMs: 30_000,
+  retry: 10,
+  maxInFlight: 32,
+  start: { policy: 'new' },
+};
+
+function info(cfg: ReturnType<typeof toConsumerConfig>, ackFloor = 0): ConsumerInfo {
+  return {
+    stream_name: 'SHOP',
+    name: cfg.durable_name ?? '',
+    config: cfg,
+    ack_floor: { stream_seq: ackFloor, consumer_seq: ackFloor, last_active: 0 },
+  } as unknown as ConsumerInfo;
+}
+
+describe('consumerSettingsFor', () => {
+  it('maps the delivery settings to the consumer', () => {
+    const s = consumerSettingsFor(input);
+    const cfg = toConsumerConfig(s);
+    expect(cfg.ack_wait).toBe((30_000 + ACK_WAIT_GRACE_MS) * 1e6);
+    expect(cfg.max_deliver).toBe(11 + MAX_DELIVER_HEADROOM);
+    expect(cfg.max_ack_pending).toBe(32);
+    expect(cfg.filter_subjects).toEqual(['shop.com.example.order.created']);
+    expect(cfg.deliver_policy).toBe('new');
+    expect(cfg.ack_policy).toBe('explicit');
+    expect(s.name).toMatch(/^shop_order-created_[0-9a-f]{8}$/);
+  });
+
+  it('names the consumer after what cannot change in place', () => {
+    const a = consumerSettingsFor(input).name;
+    expect(consumerSettingsFor({ ...input, retry: 3, maxInFlight: 1 }).name).toBe(a);
+    expect(consumerSettingsFor({ ...input, start: { policy: 'all' } }).name).not.toBe(a);
+    expect(consumerSettingsFor({ ...input, stream: 'OTHER' }).name).not.toBe(a);
+  });
+});
+
+describe('planConsumer', () => {
+  const s = consumerSettingsFor(input);
+
+  it('creates a missing consumer with the configured start', () => {
+    const plan = planConsumer(s, {});
+    expect(plan.kind).toBe('create');
+    if (plan.kind === 'create') expect(plan.config.deliver_policy).toBe('new');
+  });
+
+  it('does nothing when the consumer matches, and updates mutable drift in place', () => {
+    expect(planConsumer(s, { current: info(toConsumerConfig(s)) })).toEqual({ kind: 'none' });
+    const drifted = info({
+      ...toConsumerConfig(s),
+      max_ack_pending: 1,
+      filter_subjects: ['shop.>'],
+    });
+    const plan = planConsumer(s, { current: drifted });
+    expect(plan.kind).toBe('update');
+    if (plan.kind === 'update') {
+      expect(plan.changes.map((c) => c.field)).toEqual(['filterSubjects', 'maxAckPending']);
+      expect(plan.config.max_ack_pending).toBe(32);
+      expect(plan.config.durable_name).toBe(s.name);
+    }
+  });
+
+  it('migrates an immutable change to a new consumer starting after the old ack floor', () => {
+    const old = consumerSettingsFor({ ...input, start: { policy: 'all' } });
+    const plan = planConsumer(s, { previous: info(toConsumerConfig(old), 41) });
+    expect(plan).toMatchObject({
+      kind: 'migrate',
+      from: { stream: 'SHOP', name: old.name },
+      config: { durable_name: s.name, deliver_policy: 'by_start_sequence', opt_start_seq: 42 },
+    });
+  });
+
+  it('recreates a consumer deleted out of band after its last recorded ack floor', () => {
+    const plan = planConsumer(s, { lastKnownAckFloor: 99 });
+    expect(plan).toMatchObject({ kind: 'create', config: { opt_start_seq: 100 } });
+  });
+});

@@ -1,0 +1,194 @@
+// EventSubscription -> durable pull consumer: the desired configuration, its name, and the
+// plan to reach it from what exists. Pure: no I/O.
+//
+// JetStream updates ack_wait, max_deliver, max_ack_pending, filter_subjects, description and
+// metadata in place. The deliver policy (startFrom, startTime) cannot change: such a change
+// gets a new consumer name, and the new consumer starts right after the old consumer's ack
+// floor, so no event is skipped (events acknowledged out of order above the floor are
+// delivered again: at least once, never lost).
+import { createHash } from 'node:crypto';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  ReplayPolicy,
+  type ConsumerConfig,
+  type ConsumerInfo,
+} from '@nats-io/jetstream';
+import { msToNanos } from '../api/duration.ts';
+import { OWNER_METADATA_KEY, type FieldChange } from './stream-plan.ts';
+
+/**
+ * Deliveries JetStream allows beyond the configured retries. The dispatcher dead-letters
+ * after `retry` retries itself; the headroom keeps a message deliverable while the dead
+ * letter target is unavailable or a dispatcher dies mid-attempt, so JetStream never gives
+ * up on a message the dispatcher has not settled.
+ */
+export const MAX_DELIVER_HEADROOM = 100;
+
+/** Added to delivery.timeout for ack_wait: the dispatcher's own work after an attempt. */
+export const ACK_WAIT_GRACE_MS = 10_000;
+
+export type StartPosition =
+  | { readonly policy: 'new' }
+  | { readonly policy: 'all' }
+  | { readonly policy: 'time'; readonly startTime: string }
+  | { readonly policy: 'sequence'; readonly startSeq: number };
+
+export interface ConsumerSettings {
+  readonly stream: string;
+  readonly name: string;
+  readonly filterSubjects: readonly string[];
+  readonly ackWaitMs: number;
+  readonly maxDeliver: number;
+  readonly maxAckPending: number;
+  readonly start: StartPosition;
+  /** namespace/name of the EventSubscription */
+  readonly owner: string;
+}
+
+export interface ConsumerSettingsInput {
+  readonly namespace: string;
+  readonly name: string;
+  readonly stream: string;
+  readonly filterSubjects: readonly string[];
+  readonly timeoutMs: number;
+  readonly retry: number;
+  readonly maxInFlight: number;
+  readonly start: StartPosition;
+}
+
+function sanitize(s: string): string {
+  return s.replace(/[^A-Za-z0-9_-]/g, '_');
+}
+
+/**
+ * The consumer name: namespace, name and a hash of what JetStream cannot change in place
+ * (the stream and the start position), so such a change yields a new name.
+ */
+export function consumerNameFor(input: ConsumerSettingsInput): string {
+  const key = JSON.stringify([input.stream, input.start]);
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 8);
+  const base = `${sanitize(input.namespace)}_${sanitize(input.name)}`;
+  return `${base.length > 100 ? base.slice(0, 100) : base}_${hash}`;
+}
+
+export function consumerSettingsFor(input: ConsumerSettingsInput): ConsumerSettings {
+  return {
+    stream: input.stream,
+    name: consumerNameFor(input),
+    filterSubjects: [...input.filterSubjects].sort(),
+    ackWaitMs: input.timeoutMs + ACK_WAIT_GRACE_MS,
+    maxDeliver: input.retry + 1 + MAX_DELIVER_HEADROOM,
+    maxAckPending: input.maxInFlight,
+    start: input.start,
+    owner: `${input.namespace}/${input.name}`,
+  };
+}
+
+function deliverFields(start: StartPosition): Partial<ConsumerConfig> {
+  switch (start.policy) {
+    case 'new':
+      return { deliver_policy: DeliverPolicy.New };
+    case 'all':
+      return { deliver_policy: DeliverPolicy.All };
+    case 'time':
+      return { deliver_policy: DeliverPolicy.StartTime, opt_start_time: start.startTime };
+    case 'sequence':
+      return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start.startSeq };
+  }
+}
+
+function mutableFields(s: ConsumerSettings): Partial<ConsumerConfig> {
+  return {
+    description: `eventwire EventSubscription ${s.owner}`,
+    filter_subjects: [...s.filterSubjects],
+    ack_wait: msToNanos(s.ackWaitMs),
+    max_deliver: s.maxDeliver,
+    max_ack_pending: s.maxAckPending,
+    metadata: { [OWNER_METADATA_KEY]: s.owner },
+  };
+}
+
+/** The full configuration to create the consumer with, starting at `start`. */
+export function toConsumerConfig(s: ConsumerSettings, start = s.start): Partial<ConsumerConfig> {
+  return {
+    durable_name: s.name,
+    ack_policy: AckPolicy.Explicit,
+    replay_policy: ReplayPolicy.Instant,
+    ...deliverFields(start),
+    ...mutableFields(s),
+  };
+}
+
+function sortedSubjects(c: Partial<ConsumerConfig>): string[] {
+  const list = c.filter_subjects ?? (c.filter_subject ? [c.filter_subject] : []);
+  return [...list].sort();
+}
+
+/** The mutable differences between an existing consumer and the desired settings. */
+export function diffConsumer(
+  existing: Partial<ConsumerConfig>,
+  s: ConsumerSettings,
+): FieldChange[] {
+  const want = mutableFields(s);
+  const pairs: [string, unknown, unknown][] = [
+    ['filterSubjects', sortedSubjects(existing), want.filter_subjects],
+    ['ackWait', existing.ack_wait, want.ack_wait],
+    ['maxDeliver', existing.max_deliver, want.max_deliver],
+    ['maxAckPending', existing.max_ack_pending, want.max_ack_pending],
+    ['owner', existing.metadata?.[OWNER_METADATA_KEY], s.owner],
+  ];
+  return pairs.flatMap(([field, from, to]) => {
+    const a = JSON.stringify(from);
+    const b = JSON.stringify(to);
+    return a === b ? [] : [{ field, from: a, to: b }];
+  });
+}
+
+export type ConsumerPlan =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'create'; readonly config: Partial<ConsumerConfig> }
+  | {
+      readonly kind: 'update';
+      readonly config: Partial<ConsumerConfig>;
+      readonly changes: readonly FieldChange[];
+    }
+  | {
+      /** create the new consumer after the old one's ack floor, then delete the old one */
+      readonly kind: 'migrate';
+      readonly config: Partial<ConsumerConfig>;
+      readonly from: { readonly stream: string; readonly name: string };
+    };
+
+export interface ConsumerObservation {
+  /** the consumer with the desired name, when it exists */
+  readonly current?: ConsumerInfo;
+  /** the consumer the subscription used before (status.consumer), when it still exists */
+  readonly previous?: ConsumerInfo;
+  /** the last ack floor recorded in status for the previous consumer, if any */
+  readonly lastKnownAckFloor?: number;
+}
+
+export function planConsumer(s: ConsumerSettings, seen: ConsumerObservation): ConsumerPlan {
+  if (seen.current) {
+    const changes = diffConsumer(seen.current.config, s);
+    if (changes.length === 0) return { kind: 'none' };
+    return { kind: 'update', config: { ...seen.current.config, ...mutableFields(s) }, changes };
+  }
+  if (seen.previous?.stream_name === s.stream) {
+    const startSeq = seen.previous.ack_floor.stream_seq + 1;
+    return {
+      kind: 'migrate',
+      config: toConsumerConfig(s, { policy: 'sequence', startSeq }),
+      from: { stream: seen.previous.stream_name, name: seen.previous.name },
+    };
+  }
+  if (seen.lastKnownAckFloor !== undefined) {
+    // the consumer vanished (deleted out of band): resume after the last recorded floor
+    return {
+      kind: 'create',
+      config: toConsumerConfig(s, { policy: 'sequence', startSeq: seen.lastKnownAckFloor + 1 }),
+    };
+  }
+  return { kind: 'create', config: toConsumerConfig(s) };
+}

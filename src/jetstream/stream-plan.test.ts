@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import {
+  defaultStreamName,
+  describeImmutable,
+  diffStream,
+  toStreamConfig,
+  type StreamSettings,
+} from './stream-plan.ts';
+
+const base: StreamSettings = {
+  name: 'SHOP',
+  subjects: ['shop.>'],
+  storage: 'file',
+  replicas: 1,
+  retention: 'limits',
+  maxAgeMs: 604_800_000,
+  maxBytes: -1,
+  maxMsgs: -1,
+  maxMsgSize: -1,
+  discard: 'old',
+  duplicateWindowMs: 120_000,
+  owner: 'shop/shop',
+};
+
+describe('defaultStreamName', () => {
+  it('derives an upper-case JetStream-safe name from namespace and name', () => {
+    expect(defaultStreamName('shop', 'orders')).toBe('SHOP_ORDERS');
+    expect(defaultStreamName('team-a', 'web.events')).toBe('TEAM-A_WEB_EVENTS');
+  });
+
+  it('keeps long names within 64 characters and distinct', () => {
+    const a = defaultStreamName('n'.repeat(63), 'a'.repeat(80));
+    const b = defaultStreamName('n'.repeat(63), 'b'.repeat(80));
+    expect(a.length).toBeLessThanOrEqual(64);
+    expect(a).not.toBe(b);
+  });
+});
+
+describe('diffStream', () => {
+  it('finds nothing to do when the stream matches', () => {
+    expect(diffStream(toStreamConfig(base), base)).toEqual({ immutable: [], mutable: [] });
+  });
+
+  it('applies limit changes in place', () => {
+    const d = diffStream(toStreamConfig(base), { ...base, maxAgeMs: 3_600_000, discard: 'new' });
+    expect(d.immutable).toEqual([]);
+    expect(d.mutable.map((c) => c.field)).toEqual(['maxAge', 'discard']);
+  });
+
+  it('reports storage and retention changes as immutable, with the way out', () => {
+    const d = diffStream(toStreamConfig(base), {
+      ...base,
+      storage: 'memory',
+      retention: 'workqueue',
+    });
+    expect(d.immutable.map((c) => c.field)).toEqual(['storage', 'retention']);
+    const msg = describeImmutable(d.immutable, 'SHOP');
+    expect(msg).toContain('storage "file" -> "memory"');
+    expect(msg).toContain('no data was touched');
+  });
+});
