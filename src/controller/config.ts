@@ -23,6 +23,11 @@ export interface ControllerConfig {
   readonly defaultStream?: { readonly namespace: string; readonly name: string };
   readonly allowExternalSinkUris: boolean;
   readonly clusterDomain: string;
+  /**
+   * a label selector: only EventStreams and EventSubscriptions that match are reconciled
+   * (several controllers can split a cluster, e.g. by team or by test)
+   */
+  readonly resourceSelector?: string;
   /** every resource is reconciled this often: repairs drift, refreshes status.stats */
   readonly resyncMs: number;
   readonly leaderElection: {
@@ -39,6 +44,7 @@ export interface ControllerConfig {
 export function parseControllerConfig(env: Env): ControllerConfig {
   const kubeconfig = optionalStr(env, 'KUBECONFIG');
   const defaultStream = namespacedName(env, 'EVENTWIRE_DEFAULT_STREAM');
+  const resourceSelector = optionalStr(env, 'EVENTWIRE_RESOURCE_SELECTOR');
   return {
     nats: parseNatsConfig(env, 'eventwire-controller'),
     ...(kubeconfig ? { kubeconfig } : {}),
@@ -49,6 +55,7 @@ export function parseControllerConfig(env: Env): ControllerConfig {
     ...(defaultStream ? { defaultStream } : {}),
     allowExternalSinkUris: bool(env, 'EVENTWIRE_ALLOW_EXTERNAL_SINK_URIS', true),
     clusterDomain: str(env, 'EVENTWIRE_CLUSTER_DOMAIN', 'cluster.local'),
+    ...(resourceSelector ? { resourceSelector } : {}),
     resyncMs: durationMs(env, 'EVENTWIRE_RESYNC_PERIOD', '30s'),
     leaderElection: {
       enabled: bool(env, 'EVENTWIRE_LEADER_ELECT', true),

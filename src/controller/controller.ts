@@ -100,14 +100,22 @@ interface Informers {
 
 function makeInformers(kc: KubeConfig, cfg: ControllerConfig, log: Logger): Informers {
   const logger = log.child({ part: 'informer' });
-  const inf = <T extends KubernetesObject>(path: string, resyncMs?: number): Informer<T> =>
-    new Informer<T>({ kubeConfig: kc, path, logger, ...(resyncMs ? { resyncMs } : {}) });
-  const crPath = (plural: string): string => `/apis/${API_GROUP}/${API_VERSION}/${plural}`;
+  const selector = cfg.resourceSelector ? { labelSelector: cfg.resourceSelector } : {};
+  const custom = <T extends KubernetesObject>(plural: string): Informer<T> =>
+    new Informer<T>({
+      kubeConfig: kc,
+      path: `/apis/${API_GROUP}/${API_VERSION}/${plural}`,
+      logger,
+      resyncMs: cfg.resyncMs,
+      ...selector,
+    });
+  const core = <T extends KubernetesObject>(path: string): Informer<T> =>
+    new Informer<T>({ kubeConfig: kc, path, logger });
   return {
-    streams: inf<EventStream>(crPath(EVENTSTREAM_PLURAL), cfg.resyncMs),
-    subs: inf<EventSubscription>(crPath(EVENTSUBSCRIPTION_PLURAL), cfg.resyncMs),
-    services: inf<V1Service>('/api/v1/services'),
-    deployments: inf<V1Deployment>('/apis/apps/v1/deployments'),
+    streams: custom<EventStream>(EVENTSTREAM_PLURAL),
+    subs: custom<EventSubscription>(EVENTSUBSCRIPTION_PLURAL),
+    services: core<V1Service>('/api/v1/services'),
+    deployments: core<V1Deployment>('/apis/apps/v1/deployments'),
   };
 }
 
