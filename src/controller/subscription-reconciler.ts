@@ -422,10 +422,18 @@ export class SubscriptionReconciler {
 
   private async finalize(sub: EventSubscription, log: Logger): Promise<ReconcileOutcome> {
     if (!hasFinalizer(sub, FINALIZER)) return {};
-    const c = sub.status?.consumer;
-    if (c?.stream && c.name) {
-      await this.deps.js.deleteConsumer(c.stream, c.name);
-      log.info({ consumer: c.name }, 'consumer deleted with its subscription');
+    const owner = `${sub.metadata?.namespace ?? ''}/${sub.metadata?.name ?? ''}`;
+    const target = this.resolveStream(sub);
+    const streams = new Set([
+      sub.status?.consumer?.stream,
+      'es' in target ? target.streamName : undefined,
+    ]);
+    // every consumer this subscription owns, also one created before status recorded it
+    for (const stream of [...streams].filter((x): x is string => Boolean(x))) {
+      for (const name of await this.deps.js.consumersOwnedBy(stream, owner)) {
+        await this.deps.js.deleteConsumer(stream, name);
+        log.info({ consumer: name }, 'consumer deleted with its subscription');
+      }
     }
     await this.deps.subscriptions.replace(withoutFinalizer(sub, FINALIZER));
     return {};

@@ -9,6 +9,7 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
+import { OWNER_METADATA_KEY } from './stream-plan.ts';
 
 export class JetStreamAdminError extends Error {
   /** true when a retry may succeed (no responders, timeouts, cluster elections) */
@@ -103,6 +104,20 @@ export class JetStreamAdmin {
     } catch (err) {
       throw wrap(`updating consumer ${stream}/${name}`, err);
     }
+  }
+
+  /** Names of the stream's consumers whose eventwire owner metadata is `owner`. */
+  async consumersOwnedBy(stream: string, owner: string): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const ci of this.jsm.consumers.list(stream)) {
+        if (ci.config.metadata?.[OWNER_METADATA_KEY] === owner) names.push(ci.name);
+      }
+    } catch (err) {
+      if (apiCode(err) === JetStreamApiCodes.StreamNotFound) return [];
+      throw wrap(`listing consumers of ${stream}`, err);
+    }
+    return names;
   }
 
   async deleteConsumer(stream: string, name: string): Promise<void> {

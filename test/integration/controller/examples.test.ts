@@ -55,19 +55,35 @@ describe('the example manifests', () => {
           template: {
             metadata: { labels: { app: 'order-handler' } },
             spec: {
-              containers: [{ name: 'handler', image: 'example/order-handler', ports: [{ containerPort: 8080 }] }],
+              containers: [
+                {
+                  name: 'handler',
+                  image: 'example/order-handler',
+                  ports: [{ containerPort: 8080 }],
+                },
+              ],
             },
           },
         },
       },
     });
     const stream = parse(await readFile(join(examples, 'eventstream.yaml'), 'utf8')) as EventStream;
-    const sub = parse(await readFile(join(examples, 'eventsubscription.yaml'), 'utf8')) as EventSubscription;
-    const out = await kubectlApply(inject('kubeconfigPath'), [scoped(stream, scope), scoped(sub, scope)]);
+    const sub = parse(
+      await readFile(join(examples, 'eventsubscription.yaml'), 'utf8'),
+    ) as EventSubscription;
+    const out = await kubectlApply(inject('kubeconfigPath'), [
+      scoped(stream, scope),
+      scoped(sub, scope),
+    ]);
     expect(out).toContain('eventstream.eventwire.io/shop created');
     expect(out).toContain('eventsubscription.eventwire.io/order-created created');
 
-    const es = await waitForCondition('EventStream shop', () => res.getStream('shop', 'shop'), 'Ready', 'True');
+    const es = await waitForCondition(
+      'EventStream shop',
+      () => res.getStream('shop', 'shop'),
+      'Ready',
+      'True',
+    );
     expect(es.status?.streamName).toBe('SHOP');
     expect(es.status?.observedGeneration).toBe(es.metadata?.generation);
 
@@ -79,7 +95,10 @@ describe('the example manifests', () => {
     );
     for (const type of ['StreamReady', 'SinkResolved', 'ConsumerReady']) {
       const c = ready.status?.conditions?.find((x) => x.type === type);
-      expect(c, type).toMatchObject({ status: 'True', observedGeneration: ready.metadata?.generation });
+      expect(c, type).toMatchObject({
+        status: 'True',
+        observedGeneration: ready.metadata?.generation,
+      });
     }
     expect(ready.status?.sinkUri).toBe('http://order-handler.shop.svc.cluster.local:8080/events');
     expect(ready.metadata?.finalizers).toContain('eventwire.io/finalizer');
