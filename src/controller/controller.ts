@@ -36,7 +36,8 @@ export interface ControllerHandle {
   isLeader(): boolean;
   /** resolves when leadership is lost (the process should exit and be restarted) */
   readonly lostLeadership: Promise<void>;
-  stop(): Promise<void>;
+  /** stop; `releaseLease: false` keeps the lease held until it expires, as a crash would */
+  stop(opts?: { readonly releaseLease?: boolean }): Promise<void>;
 }
 
 export interface ControllerOverrides {
@@ -183,7 +184,7 @@ function makeHandler(
 interface Leadership {
   readonly isLeader: () => boolean;
   readonly lost: Promise<void>;
-  stop(): Promise<void>;
+  stop(release: boolean): Promise<void>;
 }
 
 /** Run the queue's workers while this replica leads (always, without leader election). */
@@ -226,7 +227,7 @@ function lead(
     },
   });
   elector.start();
-  return { isLeader: () => leading, lost, stop: () => elector.stop({ release: true }) };
+  return { isLeader: () => leading, lost, stop: (release) => elector.stop({ release }) };
 }
 
 export async function startController(
@@ -275,18 +276,21 @@ export async function startController(
       nats: () => ({ ready: !nc.isClosed(), reason: 'nats connection closed' }),
     },
   });
+  let stopped: Promise<void> | undefined;
+  const stop = async (releaseLease: boolean): Promise<void> => {
+    await leadership.stop(releaseLease);
+    await queue.shutdown();
+    await Promise.all(allInformers(inf).map((i) => i.stop()));
+    await ops.close();
+    if (!overrides.nats) await nc.drain();
+    log.info({}, 'controller stopped');
+  };
   return {
     opsPort: ops.port,
     isLeader: leadership.isLeader,
     lostLeadership: leadership.lost,
-    stop: async () => {
-      await leadership.stop();
-      await queue.shutdown();
-      await Promise.all(allInformers(inf).map((i) => i.stop()));
-      await ops.close();
-      if (!overrides.nats) await nc.drain();
-      log.info({}, 'controller stopped');
-    },
+    // idempotent: a second call waits for the first
+    stop: (opts = {}) => (stopped ??= stop(opts.releaseLease ?? true)),
   };
 }
 

@@ -7,15 +7,16 @@ export default class SummaryReporter implements Reporter {
     let failed = errors.length;
     let skipped = 0;
     for (const mod of modules) {
-      const tests = [...mod.children.allTests()];
-      // a file that failed to load has no tests but must count as a failure
-      if (tests.length === 0 && mod.state() === 'failed') failed += 1;
-      for (const test of tests) {
+      let failedHere = 0;
+      for (const test of mod.children.allTests()) {
         const state = test.result().state;
         if (state === 'passed') passed += 1;
-        else if (state === 'failed') failed += 1;
+        else if (state === 'failed') failedHere += 1;
         else skipped += 1;
       }
+      // a file that failed to load, or whose hooks failed, fails though no test did
+      if (failedHere === 0 && mod.state() === 'failed') failedHere = 1;
+      failed += failedHere;
     }
     process.stdout.write(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }
