@@ -32,7 +32,8 @@ export default tseslint.config(
   },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
-    rules: { 'max-lines-per-function': 'off' },
+    // a test reads as one straight sequence; optional chains on API objects inflate complexity
+    rules: { 'max-lines-per-function': 'off', complexity: 'off' },
   },
   {
     files: ['scripts/**/*.ts', 'bench/**/*.ts'],

@@ -51,7 +51,7 @@ export function parseControllerConfig(env: Env): ControllerConfig {
     logLevel: str(env, 'EVENTWIRE_LOG_LEVEL', 'info'),
     opsHost: str(env, 'EVENTWIRE_OPS_HOST', '0.0.0.0'),
     opsPort: int(env, 'EVENTWIRE_OPS_PORT', 8080, 0, 65535),
-    workers: int(env, 'EVENTWIRE_CONTROLLER_WORKERS', 4, 1, 64),
+    workers: int(env, 'EVENTWIRE_CONTROLLER_WORKERS', 8, 1, 64),
     ...(defaultStream ? { defaultStream } : {}),
     allowExternalSinkUris: bool(env, 'EVENTWIRE_ALLOW_EXTERNAL_SINK_URIS', true),
     clusterDomain: str(env, 'EVENTWIRE_CLUSTER_DOMAIN', 'cluster.local'),

@@ -282,7 +282,12 @@ export async function startController(
     await queue.shutdown();
     await Promise.all(allInformers(inf).map((i) => i.stop()));
     await ops.close();
-    if (!overrides.nats) await nc.drain();
+    if (!overrides.nats && !nc.isClosed()) {
+      await nc.drain().catch((err: unknown) => {
+        // the connection is already broken: nothing is left to flush
+        log.warn({ err }, 'nats drain failed during shutdown');
+      });
+    }
     log.info({}, 'controller stopped');
   };
   return {

@@ -117,14 +117,15 @@ export class StreamReconciler {
     this.deps = deps;
   }
 
-  async reconcile(es: EventStream): Promise<ReconcileOutcome> {
+  async reconcile(observed: EventStream): Promise<ReconcileOutcome> {
+    let es = observed;
     const log = this.deps.log.child({
       eventstream: `${es.metadata?.namespace ?? ''}/${es.metadata?.name ?? ''}`,
     });
     if (es.metadata?.deletionTimestamp) return this.finalize(es, log);
     if (!hasFinalizer(es, FINALIZER)) {
-      await this.deps.streams.replace(withFinalizer(es, FINALIZER));
-      return {};
+      // go on with the object as written: saves a round trip through the informer
+      es = await this.deps.streams.replace(withFinalizer(es, FINALIZER));
     }
     let settings: StreamSettings;
     try {

@@ -153,13 +153,14 @@ export class SubscriptionReconciler {
     this.core = deps.kubeConfig.makeApiClient(CoreV1Api);
   }
 
-  async reconcile(sub: EventSubscription): Promise<ReconcileOutcome> {
+  async reconcile(observed: EventSubscription): Promise<ReconcileOutcome> {
+    let sub = observed;
     const ns = sub.metadata?.namespace ?? '';
     const log = this.deps.log.child({ eventsubscription: `${ns}/${sub.metadata?.name ?? ''}` });
     if (sub.metadata?.deletionTimestamp) return this.finalize(sub, log);
     if (!hasFinalizer(sub, FINALIZER)) {
-      await this.deps.subscriptions.replace(withFinalizer(sub, FINALIZER));
-      return {};
+      // go on with the object as written: saves a round trip through the informer
+      sub = await this.deps.subscriptions.replace(withFinalizer(sub, FINALIZER));
     }
     const conds: Cond[] = [];
     const filterCond = this.checkFilters(sub);

@@ -40,7 +40,11 @@ export async function startTestController(opts: TestControllerOptions): Promise<
     ...opts.env,
   });
   const log = process.env.EVENTWIRE_TEST_LOGS
-    ? createLogger({ component: `controller-${opts.scope}`, level: 'debug', destination: process.stderr })
+    ? createLogger({
+        component: `controller-${opts.scope}`,
+        level: 'debug',
+        destination: process.stderr,
+      })
     : silentLogger();
   return startController(cfg, { log });
 }
@@ -49,15 +53,27 @@ export async function startTestController(opts: TestControllerOptions): Promise<
 export function scoped<T extends KubernetesObject>(obj: T, scope: string): T {
   return {
     ...obj,
-    metadata: { ...obj.metadata, labels: { ...(obj.metadata?.labels ?? {}), [SCOPE_LABEL]: scope } },
+    metadata: {
+      ...obj.metadata,
+      labels: { ...(obj.metadata?.labels ?? {}), [SCOPE_LABEL]: scope },
+    },
   };
 }
 
 /** `kubectl apply -f -` with the manifests, as a user would. */
-export async function kubectlApply(kubeconfigPath: string, manifests: readonly object[]): Promise<string> {
+export async function kubectlApply(
+  kubeconfigPath: string,
+  manifests: readonly object[],
+): Promise<string> {
   const tools = await harnessTools();
   const input = manifests.map((m) => stringify(m)).join('---\n');
-  const child = execFileAsync(tools.kubectl.path, ['--kubeconfig', kubeconfigPath, 'apply', '-f', '-']);
+  const child = execFileAsync(tools.kubectl.path, [
+    '--kubeconfig',
+    kubeconfigPath,
+    'apply',
+    '-f',
+    '-',
+  ]);
   child.child.stdin?.end(input);
   return (await child).stdout;
 }
@@ -83,7 +99,10 @@ export class Resources {
   }
 
   async getStream(ns: string, name: string): Promise<EventStream> {
-    return (await this.api.getNamespacedCustomObject({ ...this.p('eventstreams', ns), name })) as EventStream;
+    return (await this.api.getNamespacedCustomObject({
+      ...this.p('eventstreams', ns),
+      name,
+    })) as EventStream;
   }
 
   async getSub(ns: string, name: string): Promise<EventSubscription> {
@@ -95,7 +114,10 @@ export class Resources {
 
   async createStream(obj: EventStream): Promise<EventStream> {
     const ns = obj.metadata?.namespace ?? '';
-    return (await this.api.createNamespacedCustomObject({ ...this.p('eventstreams', ns), body: obj })) as EventStream;
+    return (await this.api.createNamespacedCustomObject({
+      ...this.p('eventstreams', ns),
+      body: obj,
+    })) as EventStream;
   }
 
   async createSub(obj: EventSubscription): Promise<EventSubscription> {
@@ -107,7 +129,11 @@ export class Resources {
   }
 
   /** Read-modify-write of a subscription's spec, retried on conflicts. */
-  async updateSub(ns: string, name: string, change: (s: EventSubscription) => void): Promise<EventSubscription> {
+  async updateSub(
+    ns: string,
+    name: string,
+    change: (s: EventSubscription) => void,
+  ): Promise<EventSubscription> {
     for (let i = 0; ; i += 1) {
       const cur = await this.getSub(ns, name);
       change(cur);
@@ -123,7 +149,11 @@ export class Resources {
     }
   }
 
-  async updateStream(ns: string, name: string, change: (s: EventStream) => void): Promise<EventStream> {
+  async updateStream(
+    ns: string,
+    name: string,
+    change: (s: EventStream) => void,
+  ): Promise<EventStream> {
     for (let i = 0; ; i += 1) {
       const cur = await this.getStream(ns, name);
       change(cur);
@@ -168,7 +198,11 @@ export class Resources {
   }
 }
 
-type WithConditions = { status?: { conditions?: { type: string; status: string; reason: string; observedGeneration?: number }[] } };
+interface WithConditions {
+  status?: {
+    conditions?: { type: string; status: string; reason: string; observedGeneration?: number }[];
+  };
+}
 
 export function condition(obj: WithConditions, type: string) {
   return obj.status?.conditions?.find((c) => c.type === type);
@@ -181,8 +215,8 @@ export async function waitForCondition<T extends WithConditions>(
   type: string,
   status: 'True' | 'False',
   reason?: string,
-  timeoutMs = 20_000,
 ): Promise<T> {
+  const timeoutMs = 20_000;
   let last: T | undefined;
   try {
     await waitFor(
@@ -195,9 +229,12 @@ export async function waitForCondition<T extends WithConditions>(
       { timeoutMs, intervalMs: 200 },
     );
   } catch (err) {
-    throw new Error(`${(err as Error).message}; last conditions: ${JSON.stringify(last?.status?.conditions)}`, {
-      cause: err,
-    });
+    throw new Error(
+      `${(err as Error).message}; last conditions: ${JSON.stringify(last?.status?.conditions)}`,
+      {
+        cause: err,
+      },
+    );
   }
   if (!last) throw new Error('unreachable: waitFor returned without a read');
   return last;

@@ -1,0 +1,248 @@
+// `eventwire dispatcher`: watches EventSubscriptions (and the EventStreams their replies
+// name) and runs one SubscriptionWorker per Ready subscription that has status.sinkUri and
+// status.consumer. A changed spec or status restarts that subscription's worker (graceful
+// stop, then a new one: JetStream hands unacked messages to the new one); a deleted or
+// no-longer-Ready subscription stops its worker. Several replicas share each durable pull
+// consumer: JetStream spreads messages over every replica pulling it.
+import { KubeConfig } from '@kubernetes/client-node';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import {
+  API_GROUP_VERSION,
+  EVENTSTREAM_PLURAL,
+  EVENTSUBSCRIPTION_PLURAL,
+  type EventStream,
+  type EventSubscription,
+} from '../api/types.ts';
+import { connectNats } from '../jetstream/connection.ts';
+import { Informer, objectKey } from '../k8s/informer.ts';
+import { EventRecorder } from '../k8s/resources.ts';
+import { startOpsServer, type OpsServer } from '../observability/http-server.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
+import type { DispatcherConfig } from './config.ts';
+import { DispatcherMetrics } from './metrics.ts';
+import { workerSpecFor, type WorkerSpec } from './settings.ts';
+import { SubscriptionWorker, type TerminalInfo } from './subscription-worker.ts';
+
+export interface DispatcherDeps {
+  readonly kubeConfig?: KubeConfig;
+  readonly log?: Logger;
+  readonly metrics?: DispatcherMetrics;
+  /** skip the ops server (tests) */
+  readonly opsServer?: boolean;
+}
+
+export interface Dispatcher {
+  readonly opsPort: number | undefined;
+  /** subscription ids (namespace/name) with a running worker */
+  subscriptions(): string[];
+  /** graceful stop: every worker drains within graceMs */
+  stop(graceMs?: number): Promise<void>;
+}
+
+interface Running {
+  readonly worker: SubscriptionWorker;
+  readonly key: string;
+}
+
+function apiPath(plural: string, namespace: string | undefined): string {
+  const ns = namespace === undefined ? '' : `/namespaces/${namespace}`;
+  return `/apis/${API_GROUP_VERSION}${ns}/${plural}`;
+}
+
+class Reconciler {
+  readonly #running = new Map<string, Running>();
+  readonly #subs: Informer<EventSubscription>;
+  readonly #streams: Informer<EventStream>;
+  readonly #js: JetStreamClient;
+  readonly #metrics: DispatcherMetrics;
+  readonly #log: Logger;
+  readonly #cfg: DispatcherConfig;
+  readonly #recorder: EventRecorder;
+  #chain: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(
+    cfg: DispatcherConfig,
+    kc: KubeConfig,
+    js: JetStreamClient,
+    metrics: DispatcherMetrics,
+    log: Logger,
+  ) {
+    this.#cfg = cfg;
+    this.#js = js;
+    this.#metrics = metrics;
+    this.#log = log;
+    this.#recorder = new EventRecorder(kc, 'eventwire-dispatcher');
+    this.#subs = new Informer<EventSubscription>({
+      kubeConfig: kc,
+      path: apiPath(EVENTSUBSCRIPTION_PLURAL, cfg.namespace),
+      logger: log.child({ informer: EVENTSUBSCRIPTION_PLURAL }),
+    });
+    this.#streams = new Informer<EventStream>({
+      kubeConfig: kc,
+      path: apiPath(EVENTSTREAM_PLURAL, undefined),
+      logger: log.child({ informer: EVENTSTREAM_PLURAL }),
+    });
+    for (const inf of [this.#subs, this.#streams] as Informer<EventStream | EventSubscription>[]) {
+      const kick = () => {
+        this.kick();
+      };
+      inf.onAdd(kick);
+      inf.onUpdate(kick);
+      inf.onDelete(kick);
+    }
+  }
+
+  get synced(): boolean {
+    return this.#subs.hasSynced() && this.#streams.hasSynced();
+  }
+
+  subscriptions(): string[] {
+    return [...this.#running.keys()].sort();
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.#streams.start(), this.#subs.start()]);
+    this.kick();
+    await this.#chain;
+  }
+
+  /** Schedules a reconcile of every subscription (serialised). */
+  kick(): void {
+    this.#chain = this.#chain.then(
+      () => this.#reconcile(),
+      () => this.#reconcile(),
+    );
+  }
+
+  async #reconcile(): Promise<void> {
+    if (this.#stopped) return;
+    const desired = new Map<string, WorkerSpec>();
+    for (const sub of this.#subs.list()) {
+      const r = workerSpecFor(
+        sub,
+        (ns, name) => this.#streams.get(ns, name),
+        this.#cfg.clusterDomain,
+      );
+      if (r.ok) desired.set(objectKey(sub), r.spec);
+      else this.#log.debug({ subscription: objectKey(sub), reason: r.reason }, 'not delivering');
+    }
+    const stops: Promise<void>[] = [];
+    for (const [id, running] of this.#running) {
+      const spec = desired.get(id);
+      if (spec !== undefined && JSON.stringify(spec) === running.key) continue;
+      this.#running.delete(id);
+      this.#log.info({ subscription: id, changed: spec !== undefined }, 'stopping delivery');
+      stops.push(running.worker.stop(this.#cfg.gracePeriodMs));
+    }
+    await Promise.all(stops);
+    for (const [id, spec] of desired) {
+      if (this.#running.has(id)) continue;
+      this.#startWorker(id, spec);
+    }
+    this.#metrics.workers.set(this.#running.size);
+  }
+
+  #startWorker(id: string, spec: WorkerSpec): void {
+    try {
+      const worker = new SubscriptionWorker({
+        js: this.#js,
+        spec,
+        metrics: this.#metrics,
+        log: this.#log,
+        onTerminal: (info) => {
+          this.#recordTerminal(info);
+        },
+      });
+      worker.start();
+      this.#running.set(id, { worker, key: JSON.stringify(spec) });
+      this.#log.info({ subscription: id, sinkUri: spec.sinkUri }, 'delivering');
+    } catch (err) {
+      this.#log.error({ err, subscription: id }, 'cannot start delivery');
+    }
+  }
+
+  #recordTerminal(info: TerminalInfo): void {
+    const [namespace, name] = info.subscription.split('/');
+    const sub = this.#subs.get(namespace, name ?? '');
+    if (sub === undefined) return;
+    const code = info.code === undefined ? '' : ` (HTTP ${info.code})`;
+    this.#recorder
+      .record(
+        sub,
+        'Warning',
+        'EventTerminated',
+        `event ${info.eventId} was terminated without a dead letter: ${info.reason}${code}; set spec.delivery.deadLetter to keep such events`,
+      )
+      .catch((err: unknown) => {
+        this.#log.warn({ err, eventId: info.eventId }, 'recording a Kubernetes Event failed');
+      });
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.#stopped = true;
+    await Promise.all([this.#subs.stop(), this.#streams.stop()]);
+    await this.#chain.catch(() => undefined);
+    const running = [...this.#running.values()];
+    this.#running.clear();
+    await Promise.all(running.map((r) => r.worker.stop(graceMs)));
+  }
+}
+
+function kubeConfigFor(cfg: DispatcherConfig): KubeConfig {
+  const kc = new KubeConfig();
+  if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
+  else kc.loadFromCluster();
+  return kc;
+}
+
+export async function startDispatcher(
+  cfg: DispatcherConfig,
+  deps: DispatcherDeps = {},
+): Promise<Dispatcher> {
+  const log = deps.log ?? createLogger({ component: 'dispatcher', level: cfg.logLevel });
+  const metrics = deps.metrics ?? new DispatcherMetrics();
+  const nc: NatsConnection = await connectNats(cfg.nats, log);
+  const reconciler = new Reconciler(
+    cfg,
+    deps.kubeConfig ?? kubeConfigFor(cfg),
+    jetstream(nc),
+    metrics,
+    log,
+  );
+  let ops: OpsServer | undefined;
+  try {
+    if (deps.opsServer !== false) {
+      ops = await startOpsServer({
+        host: cfg.opsHost,
+        port: cfg.opsPort,
+        registry: metrics.registry,
+        readiness: {
+          nats: () => ({ ready: !nc.isClosed(), reason: 'the NATS connection is closed' }),
+          informers: () => ({ ready: reconciler.synced, reason: 'informers not synced yet' }),
+        },
+        log,
+      });
+    }
+    await reconciler.start();
+  } catch (err) {
+    await ops?.close();
+    await nc.close();
+    throw new Error('the dispatcher could not start', { cause: err });
+  }
+  log.info({ subscriptions: reconciler.subscriptions().length }, 'dispatcher started');
+  return {
+    opsPort: ops?.port,
+    subscriptions: () => reconciler.subscriptions(),
+    stop: async (graceMs = cfg.gracePeriodMs) => {
+      log.info({ graceMs }, 'dispatcher stopping');
+      await reconciler.stop(graceMs);
+      await ops?.close();
+      await nc.drain().catch((err: unknown) => {
+        log.warn({ err }, 'draining the NATS connection failed');
+      });
+      log.info({}, 'dispatcher stopped');
+    },
+  };
+}

@@ -1,0 +1,82 @@
+// The dispatcher's Prometheus metrics, labelled by subscription (namespace/name).
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export class DispatcherMetrics {
+  readonly registry: Registry;
+  /** outcome: ack | retry | deadletter | term | nak (shutdown, dead letter unavailable); code: HTTP status or "none" */
+  readonly deliveries: Counter<'subscription' | 'outcome' | 'code'>;
+  readonly latency: Histogram<'subscription'>;
+  readonly inFlight: Gauge<'subscription'>;
+  readonly retries: Counter<'subscription'>;
+  readonly deadLetters: Counter<'subscription' | 'reason'>;
+  readonly deadLetterFailures: Counter<'subscription'>;
+  readonly terminated: Counter<'subscription' | 'reason'>;
+  readonly filtered: Counter<'subscription'>;
+  readonly replies: Counter<'subscription' | 'outcome'>;
+  readonly workers: Gauge;
+
+  constructor(registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    this.deliveries = new Counter({
+      name: 'eventwire_dispatcher_deliveries_total',
+      help: 'Delivery attempts by outcome and HTTP status code',
+      labelNames: ['subscription', 'outcome', 'code'],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: 'eventwire_dispatcher_delivery_duration_seconds',
+      help: 'Duration of one HTTP delivery attempt',
+      labelNames: ['subscription'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.inFlight = new Gauge({
+      name: 'eventwire_dispatcher_in_flight',
+      help: 'Deliveries in flight',
+      labelNames: ['subscription'],
+      registers,
+    });
+    this.retries = new Counter({
+      name: 'eventwire_dispatcher_retries_total',
+      help: 'Retries scheduled',
+      labelNames: ['subscription'],
+      registers,
+    });
+    this.deadLetters = new Counter({
+      name: 'eventwire_dispatcher_dead_letters_total',
+      help: 'Events that reached the dead letter, by reason',
+      labelNames: ['subscription', 'reason'],
+      registers,
+    });
+    this.deadLetterFailures = new Counter({
+      name: 'eventwire_dispatcher_dead_letter_failures_total',
+      help: 'Dead-letter sends that failed (the event is retried later)',
+      labelNames: ['subscription'],
+      registers,
+    });
+    this.terminated = new Counter({
+      name: 'eventwire_dispatcher_terminated_total',
+      help: 'Events terminated without a dead letter configured, by reason',
+      labelNames: ['subscription', 'reason'],
+      registers,
+    });
+    this.filtered = new Counter({
+      name: 'eventwire_dispatcher_filtered_total',
+      help: 'Events acknowledged without delivery because the filters did not match',
+      labelNames: ['subscription'],
+      registers,
+    });
+    this.replies = new Counter({
+      name: 'eventwire_dispatcher_replies_total',
+      help: 'Reply events by outcome (published, deadletter, dropped)',
+      labelNames: ['subscription', 'outcome'],
+      registers,
+    });
+    this.workers = new Gauge({
+      name: 'eventwire_dispatcher_subscriptions',
+      help: 'Subscriptions this dispatcher is delivering',
+      registers,
+    });
+  }
+}

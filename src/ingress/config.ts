@@ -1,0 +1,84 @@
+// The ingress's configuration, parsed and validated once at start.
+import { bool, ConfigError, durationMs, int, optionalStr, str, type Env } from '../config/env.ts';
+import { parseNatsConfig, type NatsConfig } from '../config/nats.ts';
+import type { StaticStream } from './streams.ts';
+
+export interface IngressConfig {
+  readonly nats: NatsConfig;
+  /** kubeconfig file; in-cluster configuration when unset */
+  readonly kubeconfig?: string;
+  readonly logLevel: string;
+  /** where producers POST events */
+  readonly host: string;
+  readonly port: number;
+  /** /metrics, /healthz, /readyz */
+  readonly opsHost: string;
+  readonly opsPort: number;
+  /** largest request body (413 above it) */
+  readonly maxBodyBytes: number;
+  /** how long a request waits for its PubAcks before answering 503 */
+  readonly publishTimeoutMs: number;
+  /** the Retry-After (seconds) of a 503 */
+  readonly retryAfterSeconds: number;
+  /** ServiceAccount tokens (TokenReview) and SubjectAccessReview; off by default */
+  readonly auth: boolean;
+  /** how long a TokenReview / SubjectAccessReview answer is reused */
+  readonly authCacheMs: number;
+  /**
+   * Streams served without Kubernetes (no informer): for `eventwire dev`-like setups and the
+   * benchmark. When set, EventStreams are not watched.
+   */
+  readonly staticStreams?: readonly StaticStream[];
+}
+
+const STATIC_ENTRY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)=([A-Za-z0-9_-]{1,64}):([A-Za-z0-9_.-]+)$/;
+
+/** `ns/name=STREAM:prefix,ns2/name2=STREAM2:prefix2` */
+export function parseStaticStreams(value: string, variable: string): StaticStream[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const m = STATIC_ENTRY.exec(entry);
+      if (!m?.[1] || !m[3] || !m[5] || !m[6]) {
+        throw new ConfigError(
+          variable,
+          `"${entry}" is not namespace/name=STREAM:subjectPrefix, for example shop/orders=SHOP:shop`,
+        );
+      }
+      return { namespace: m[1], name: m[3], streamName: m[5], subjectPrefix: m[6] };
+    });
+}
+
+export function parseIngressConfig(env: Env): IngressConfig {
+  const kubeconfig = optionalStr(env, 'KUBECONFIG');
+  const staticValue = optionalStr(env, 'EVENTWIRE_INGRESS_STATIC_STREAMS');
+  const staticStreams =
+    staticValue === undefined
+      ? undefined
+      : parseStaticStreams(staticValue, 'EVENTWIRE_INGRESS_STATIC_STREAMS');
+  const auth = bool(env, 'EVENTWIRE_INGRESS_AUTH', false);
+  if (auth && staticStreams !== undefined) {
+    throw new ConfigError(
+      'EVENTWIRE_INGRESS_AUTH',
+      'authentication needs Kubernetes; unset EVENTWIRE_INGRESS_STATIC_STREAMS or set EVENTWIRE_INGRESS_AUTH=false',
+    );
+  }
+  return {
+    nats: parseNatsConfig(env, 'eventwire-ingress'),
+    ...(kubeconfig ? { kubeconfig } : {}),
+    logLevel: str(env, 'EVENTWIRE_LOG_LEVEL', 'info'),
+    host: str(env, 'EVENTWIRE_INGRESS_HOST', '0.0.0.0'),
+    port: int(env, 'EVENTWIRE_INGRESS_PORT', 8080, 0, 65535),
+    opsHost: str(env, 'EVENTWIRE_OPS_HOST', '0.0.0.0'),
+    opsPort: int(env, 'EVENTWIRE_OPS_PORT', 8081, 0, 65535),
+    maxBodyBytes: int(env, 'EVENTWIRE_INGRESS_MAX_BODY_BYTES', 1_048_576, 1, 64 * 1_048_576),
+    publishTimeoutMs: durationMs(env, 'EVENTWIRE_INGRESS_PUBLISH_TIMEOUT', '5s'),
+    retryAfterSeconds: int(env, 'EVENTWIRE_INGRESS_RETRY_AFTER_SECONDS', 1, 1, 3600),
+    auth,
+    authCacheMs: durationMs(env, 'EVENTWIRE_INGRESS_AUTH_CACHE_TTL', '10s'),
+    ...(staticStreams ? { staticStreams } : {}),
+  };
+}

@@ -1,0 +1,103 @@
+// What the ingress checks beyond the CloudEvents core (src/cloudevents validates attributes,
+// names, specversion and the bindings): data against its datacontenttype, the subject the
+// type encodes to, and the message size against the stream's and the server's limits.
+import {
+  InvalidEventError,
+  isJsonMediaType,
+  mediaTypeOf,
+  type CloudEvent,
+} from '../cloudevents/index.ts';
+import { subjectFor } from '../jetstream/subject.ts';
+
+/**
+ * Longest subject accepted, in bytes. NATS refuses a protocol line longer than its
+ * max_control_line (4 KiB by default), which holds the subject, the reply inbox and sizes.
+ */
+export const MAX_SUBJECT_BYTES = 3072;
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function utf8Text(data: Uint8Array): string | undefined {
+  try {
+    return strictUtf8.decode(data);
+  } catch {
+    return undefined; // not UTF-8: the caller names the field
+  }
+}
+
+function charsetOf(contentType: string): string | undefined {
+  const m = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType);
+  return m?.[1]?.toLowerCase();
+}
+
+/** Data must be what its datacontenttype says: JSON for JSON types, UTF-8 for UTF-8 text. */
+export function checkData(event: CloudEvent): InvalidEventError | undefined {
+  const data = event.data;
+  const contentType = event.datacontenttype;
+  if (data === undefined || data.length === 0 || contentType === undefined) return undefined;
+  const charset = charsetOf(contentType);
+  const json = isJsonMediaType(contentType);
+  const utf8Declared = charset === 'utf-8' || charset === 'utf8';
+  if (!json && !(utf8Declared && mediaTypeOf(contentType)?.startsWith('text/') === true)) {
+    return undefined;
+  }
+  const text = utf8Text(data);
+  if (text === undefined) {
+    return new InvalidEventError('bad-encoding', `data of type ${contentType} is not UTF-8`, {
+      field: 'data',
+      fix: 'send UTF-8 data, or a datacontenttype that matches the bytes (application/octet-stream)',
+    });
+  }
+  if (!json) return undefined;
+  try {
+    JSON.parse(text);
+  } catch (cause) {
+    return new InvalidEventError(
+      'bad-json',
+      `data is not JSON although datacontenttype is ${contentType}`,
+      {
+        field: 'data',
+        fix: 'send valid JSON data, or a datacontenttype that matches it',
+        cause,
+      },
+    );
+  }
+  return undefined;
+}
+
+/** The type must encode to a subject NATS accepts. */
+export function checkSubject(prefix: string, event: CloudEvent): InvalidEventError | undefined {
+  const bytes = Buffer.byteLength(subjectFor(prefix, event.type));
+  if (bytes <= MAX_SUBJECT_BYTES) return undefined;
+  return new InvalidEventError(
+    'invalid-attribute',
+    `type is too long: its subject has ${bytes} bytes, more than ${MAX_SUBJECT_BYTES}`,
+    { field: 'type', fix: 'use a shorter type' },
+  );
+}
+
+/** The `checkEvent` hook for `fromHttpRequest` (sizes are checked on the encoded events). */
+export function eventChecker(
+  subjectPrefix: string,
+): (event: CloudEvent) => InvalidEventError | undefined {
+  return (event) => checkData(event) ?? checkSubject(subjectPrefix, event);
+}
+
+/** An event whose NATS message exceeds `maxBytes` (the stream's or the server's limit). */
+export function tooLargeForStream(
+  event: CloudEvent,
+  size: number,
+  maxBytes: number,
+): InvalidEventError {
+  return new InvalidEventError(
+    'too-large',
+    `the event ${event.id} needs ${size} bytes, more than the stream's limit of ${maxBytes}`,
+    { field: 'data', fix: 'send smaller events, or raise maxMsgSize on the EventStream' },
+  );
+}
+
+/** The smallest of the defined limits. */
+export function smallestLimit(...limits: (number | undefined)[]): number | undefined {
+  const defined = limits.filter((l): l is number => l !== undefined && l > 0);
+  return defined.length === 0 ? undefined : Math.min(...defined);
+}

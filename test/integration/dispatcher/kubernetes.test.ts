@@ -1,0 +1,144 @@
+// The Kubernetes-driven path: the dispatcher watches EventSubscriptions (status written
+// directly through the status subresource, no controller), starts delivering when one is
+// Ready with a sink and a consumer, follows a change, and stops when it is deleted.
+import { randomUUID } from 'node:crypto';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { API_GROUP, API_VERSION, type EventSubscription } from '../../../src/api/types.ts';
+import { parseDispatcherConfig } from '../../../src/dispatcher/config.ts';
+import { startDispatcher, type Dispatcher } from '../../../src/dispatcher/dispatcher.ts';
+import { silentLogger } from '../../../src/observability/logger.ts';
+import { installCrds } from '../../harness/crds.ts';
+import { waitFor } from '../../harness/index.ts';
+import { startSink, type TestSink } from '../../harness/sink.ts';
+import { consumerState, event, makeStream, natsAt, publish, type Nats } from './helpers.ts';
+
+const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000) =>
+  waitFor(what, async () => cond(), { timeoutMs, intervalMs: 100 });
+
+describe('dispatcher driven by EventSubscriptions', () => {
+  const kc = new KubeConfig();
+  const namespace = `disp-${randomUUID().slice(0, 8)}`;
+  let custom: CustomObjectsApi;
+  let n: Nats;
+  let dispatcher: Dispatcher | undefined;
+  const sinks: TestSink[] = [];
+
+  beforeAll(async () => {
+    kc.loadFromFile(inject('kubeconfigPath'));
+    await installCrds(kc);
+    custom = kc.makeApiClient(CustomObjectsApi);
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    n = await natsAt(inject('natsUrl'));
+  });
+  afterAll(async () => {
+    await dispatcher?.stop(1_000);
+    await Promise.all(sinks.map((s) => s.close()));
+    await n.nc.close();
+  });
+
+  const ref = { group: API_GROUP, version: API_VERSION, namespace };
+
+  it('starts, reconfigures and stops delivery as the subscription changes', async () => {
+    const s = await makeStream(n);
+    const first = await startSink();
+    const second = await startSink();
+    sinks.push(first, second);
+    await custom.createNamespacedCustomObject({
+      ...ref,
+      plural: 'eventstreams',
+      body: {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'EventStream',
+        metadata: { name: 'shop', namespace },
+        spec: { subjectPrefix: s.prefix },
+      },
+    });
+    const created = (await custom.createNamespacedCustomObject({
+      ...ref,
+      plural: 'eventsubscriptions',
+      body: {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'EventSubscription',
+        metadata: { name: 'orders', namespace },
+        spec: {
+          stream: { name: 'shop' },
+          sink: { uri: `${first.url}/events` },
+          delivery: { backoffDelay: '50ms' },
+        },
+      },
+    })) as EventSubscription;
+    const writeStatus = async (sinkUri: string) => {
+      const current = (await custom.getNamespacedCustomObject({
+        ...ref,
+        plural: 'eventsubscriptions',
+        name: 'orders',
+      })) as EventSubscription;
+      await custom.replaceNamespacedCustomObjectStatus({
+        ...ref,
+        plural: 'eventsubscriptions',
+        name: 'orders',
+        body: {
+          ...current,
+          status: {
+            observedGeneration: created.metadata?.generation ?? 1,
+            conditions: [
+              {
+                type: 'Ready',
+                status: 'True',
+                reason: 'Ready',
+                message: 'ready',
+                lastTransitionTime: new Date().toISOString(),
+                observedGeneration: created.metadata?.generation ?? 1,
+              },
+            ],
+            sinkUri,
+            consumer: { stream: s.name, name: s.consumer },
+          },
+        },
+      });
+    };
+
+    const cfg = parseDispatcherConfig({
+      EVENTWIRE_NATS_URL: inject('natsUrl'),
+      EVENTWIRE_OPS_PORT: '0',
+      EVENTWIRE_OPS_HOST: '127.0.0.1',
+      EVENTWIRE_WATCH_NAMESPACE: namespace,
+    });
+    dispatcher = await startDispatcher(cfg, { kubeConfig: kc, log: silentLogger() });
+    const ops = `http://127.0.0.1:${dispatcher.opsPort ?? 0}`;
+    expect((await fetch(`${ops}/healthz`)).status).toBe(200);
+    expect((await fetch(`${ops}/readyz`)).status).toBe(200);
+    expect(dispatcher.subscriptions()).toEqual([]); // not Ready yet: no status
+
+    await writeStatus(`${first.url}/events`);
+    await until(
+      'delivering',
+      () => dispatcher?.subscriptions().includes(`${namespace}/orders`) === true,
+    );
+    await publish(n, s.prefix, [event(1), event(2)]);
+    await until('delivered to the first sink', () => first.delivered().length === 2);
+    expect(first.requests[0]?.path).toBe('/events');
+
+    // a new sink in status: the worker is replaced without a restart
+    await writeStatus(`${second.url}/v2`);
+    await until('delivering to the second sink', async () => {
+      await publish(n, s.prefix, [event(3)]);
+      return second.delivered().some((e) => e.id === 'e-3');
+    });
+    expect(second.requests[0]?.path).toBe('/v2');
+    const metrics = await (await fetch(`${ops}/metrics`)).text();
+    expect(metrics).toMatch(/eventwire_dispatcher_deliveries_total\{[^}]*outcome="ack"/);
+
+    await custom.deleteNamespacedCustomObject({
+      ...ref,
+      plural: 'eventsubscriptions',
+      name: 'orders',
+    });
+    await until('stopped', () => dispatcher?.subscriptions().length === 0);
+    const before = second.requests.length;
+    await publish(n, s.prefix, [event(4)]);
+    await until('the event is stored', async () => (await consumerState(n, s)).pending >= 1);
+    expect(second.requests.length).toBe(before);
+  });
+});
