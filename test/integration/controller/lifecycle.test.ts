@@ -176,7 +176,20 @@ describe('controller lifecycle', () => {
     );
     expect(condition(waiting, 'Ready')).toMatchObject({ status: 'False', reason: 'SinkNotFound' });
     expect(waiting.status?.consumer?.name).toBeTruthy();
-    await kc.makeApiClient(CoreV1Api).createNamespacedService({
+    // the transition is also a Kubernetes Event, as kubectl describe shows it
+    const core = kc.makeApiClient(CoreV1Api);
+    await waitFor(
+      'a Warning Event SinkNotFound on the subscription',
+      async () =>
+        (
+          await core.listNamespacedEvent({
+            namespace: ns,
+            fieldSelector: 'involvedObject.name=needs-service',
+          })
+        ).items.some((e) => e.type === 'Warning' && e.reason === 'SinkNotFound'),
+      { timeoutMs: 10_000 },
+    );
+    await core.createNamespacedService({
       namespace: ns,
       body: {
         metadata: { name: 'handler' },
@@ -185,6 +198,17 @@ describe('controller lifecycle', () => {
     });
     const done = await ready('needs-service');
     expect(done.status?.sinkUri).toBe(`http://handler.${ns}.svc.cluster.local:8081/ce`);
+    await waitFor(
+      'a Normal Event Ready on the subscription',
+      async () =>
+        (
+          await core.listNamespacedEvent({
+            namespace: ns,
+            fieldSelector: 'involvedObject.name=needs-service',
+          })
+        ).items.some((e) => e.type === 'Normal' && e.reason === 'Ready'),
+      { timeoutMs: 10_000 },
+    );
   });
 
   it('manages a Service for a Deployment sink and re-resolves when the Deployment goes', async () => {
