@@ -1,21 +1,12 @@
 // metav1.Condition bookkeeping: a condition keeps its lastTransitionTime until its status
 // changes, and carries the generation it was computed for.
 
-export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  observedGeneration?: number;
-  lastTransitionTime: string;
-  reason: string;
-  message: string;
-}
+import type { Condition } from '../api/types.ts';
 
-export interface ConditionInput {
-  readonly type: string;
-  readonly status: 'True' | 'False' | 'Unknown';
-  readonly reason: string;
-  readonly message: string;
-}
+export type { Condition } from '../api/types.ts';
+
+/** A condition as a reconciler computes it; merging adds the times and the generation. */
+export type ConditionInput = Readonly<Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>>;
 
 /** Merge freshly computed conditions into the existing list. */
 export function mergeConditions(

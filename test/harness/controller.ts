@@ -87,115 +87,82 @@ export async function ensureNamespace(kc: KubeConfig, name: string): Promise<voi
   }
 }
 
-export class Resources {
+/** Typed access to one custom resource kind, with read-modify-write retried on conflicts. */
+class Kind<T extends KubernetesObject> {
   private readonly api: CustomObjectsApi;
+  private readonly plural: string;
+
+  constructor(api: CustomObjectsApi, plural: string) {
+    this.api = api;
+    this.plural = plural;
+  }
+
+  private p(namespace: string) {
+    return { group: 'eventwire.io', version: 'v1alpha1', plural: this.plural, namespace };
+  }
+
+  async get(ns: string, name: string): Promise<T> {
+    return (await this.api.getNamespacedCustomObject({ ...this.p(ns), name })) as T;
+  }
+
+  async create(obj: T): Promise<T> {
+    const ns = obj.metadata?.namespace ?? '';
+    return (await this.api.createNamespacedCustomObject({ ...this.p(ns), body: obj })) as T;
+  }
+
+  async update(ns: string, name: string, change: (obj: T) => void): Promise<T> {
+    for (let i = 0; ; i += 1) {
+      const cur = await this.get(ns, name);
+      change(cur);
+      try {
+        return (await this.api.replaceNamespacedCustomObject({
+          ...this.p(ns),
+          name,
+          body: cur,
+        })) as T;
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409 || i > 5) throw err;
+      }
+    }
+  }
+
+  async delete(ns: string, name: string): Promise<void> {
+    await this.api.deleteNamespacedCustomObject({ ...this.p(ns), name });
+  }
+
+  async gone(ns: string, name: string): Promise<boolean> {
+    try {
+      await this.get(ns, name);
+      return false;
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return true;
+      throw err;
+    }
+  }
+}
+
+export class Resources {
+  readonly streams: Kind<EventStream>;
+  readonly subs: Kind<EventSubscription>;
 
   constructor(kc: KubeConfig) {
-    this.api = kc.makeApiClient(CustomObjectsApi);
+    const api = kc.makeApiClient(CustomObjectsApi);
+    this.streams = new Kind<EventStream>(api, 'eventstreams');
+    this.subs = new Kind<EventSubscription>(api, 'eventsubscriptions');
   }
 
-  private p(plural: string, namespace: string) {
-    return { group: 'eventwire.io', version: 'v1alpha1', plural, namespace };
-  }
-
-  async getStream(ns: string, name: string): Promise<EventStream> {
-    return (await this.api.getNamespacedCustomObject({
-      ...this.p('eventstreams', ns),
-      name,
-    })) as EventStream;
-  }
-
-  async getSub(ns: string, name: string): Promise<EventSubscription> {
-    return (await this.api.getNamespacedCustomObject({
-      ...this.p('eventsubscriptions', ns),
-      name,
-    })) as EventSubscription;
-  }
-
-  async createStream(obj: EventStream): Promise<EventStream> {
-    const ns = obj.metadata?.namespace ?? '';
-    return (await this.api.createNamespacedCustomObject({
-      ...this.p('eventstreams', ns),
-      body: obj,
-    })) as EventStream;
-  }
-
-  async createSub(obj: EventSubscription): Promise<EventSubscription> {
-    const ns = obj.metadata?.namespace ?? '';
-    return (await this.api.createNamespacedCustomObject({
-      ...this.p('eventsubscriptions', ns),
-      body: obj,
-    })) as EventSubscription;
-  }
-
-  /** Read-modify-write of a subscription's spec, retried on conflicts. */
-  async updateSub(
-    ns: string,
-    name: string,
-    change: (s: EventSubscription) => void,
-  ): Promise<EventSubscription> {
-    for (let i = 0; ; i += 1) {
-      const cur = await this.getSub(ns, name);
-      change(cur);
-      try {
-        return (await this.api.replaceNamespacedCustomObject({
-          ...this.p('eventsubscriptions', ns),
-          name,
-          body: cur,
-        })) as EventSubscription;
-      } catch (err) {
-        if ((err as { code?: number }).code !== 409 || i > 5) throw err;
-      }
-    }
-  }
-
-  async updateStream(
-    ns: string,
-    name: string,
-    change: (s: EventStream) => void,
-  ): Promise<EventStream> {
-    for (let i = 0; ; i += 1) {
-      const cur = await this.getStream(ns, name);
-      change(cur);
-      try {
-        return (await this.api.replaceNamespacedCustomObject({
-          ...this.p('eventstreams', ns),
-          name,
-          body: cur,
-        })) as EventStream;
-      } catch (err) {
-        if ((err as { code?: number }).code !== 409 || i > 5) throw err;
-      }
-    }
-  }
-
-  async deleteSub(ns: string, name: string): Promise<void> {
-    await this.api.deleteNamespacedCustomObject({ ...this.p('eventsubscriptions', ns), name });
-  }
-
-  async deleteStream(ns: string, name: string): Promise<void> {
-    await this.api.deleteNamespacedCustomObject({ ...this.p('eventstreams', ns), name });
-  }
-
-  async subGone(ns: string, name: string): Promise<boolean> {
-    try {
-      await this.getSub(ns, name);
-      return false;
-    } catch (err) {
-      if ((err as { code?: number }).code === 404) return true;
-      throw err;
-    }
-  }
-
-  async streamGone(ns: string, name: string): Promise<boolean> {
-    try {
-      await this.getStream(ns, name);
-      return false;
-    } catch (err) {
-      if ((err as { code?: number }).code === 404) return true;
-      throw err;
-    }
-  }
+  getStream = (ns: string, name: string) => this.streams.get(ns, name);
+  getSub = (ns: string, name: string) => this.subs.get(ns, name);
+  createStream = (obj: EventStream) => this.streams.create(obj);
+  createSub = (obj: EventSubscription) => this.subs.create(obj);
+  updateStream = (ns: string, name: string, change: (s: EventStream) => void) =>
+    this.streams.update(ns, name, change);
+  updateSub = (ns: string, name: string, change: (s: EventSubscription) => void) =>
+    this.subs.update(ns, name, change);
+  deleteStream = (ns: string, name: string) => this.streams.delete(ns, name);
+  deleteSub = (ns: string, name: string) => this.subs.delete(ns, name);
+  streamGone = (ns: string, name: string) => this.streams.gone(ns, name);
+  subGone = (ns: string, name: string) => this.subs.gone(ns, name);
 }
 
 interface WithConditions {

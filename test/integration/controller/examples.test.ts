@@ -120,4 +120,18 @@ describe('the example manifests', () => {
     expect(ci.config.max_ack_pending).toBe(32);
     expect(ready.status?.consumer?.filterSubjects).toEqual(['shop.com.example.order.created']);
   });
+
+  it('serves /healthz, /readyz and /metrics with reconcile counts', async () => {
+    const base = `http://127.0.0.1:${controller.opsPort}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(
+      /eventwire_controller_reconciles_total\{kind="sub",result="success"\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /eventwire_controller_reconcile_duration_seconds_count\{kind="stream"\} [1-9]/,
+    );
+    expect(metrics).toContain('eventwire_controller_leader 1');
+  });
 });
