@@ -333,6 +333,29 @@ describe('controller lifecycle', () => {
     expect(seen).not.toContain('first');
   });
 
+  it('restores a consumer changed out of band', async () => {
+    await res.createSub(sub('tampered', { delivery: { maxInFlight: 7 } }));
+    const s = await ready('tampered');
+    const stream = s.status?.consumer?.stream ?? '';
+    const name = s.status?.consumer?.name ?? '';
+    const ci = await jsm.consumers.info(stream, name);
+    await jsm.consumers.update(stream, name, {
+      max_ack_pending: 1000,
+      filter_subjects: ['life.>'],
+    });
+    await waitFor(
+      'the resync to restore the consumer',
+      async () => {
+        const now = await jsm.consumers.info(stream, name);
+        return (
+          now.config.max_ack_pending === 7 &&
+          JSON.stringify(now.config.filter_subjects) === JSON.stringify(ci.config.filter_subjects)
+        );
+      },
+      { timeoutMs: 15_000 },
+    );
+  });
+
   it('refuses namespaces the stream does not allow', async () => {
     await res.createSub(sub('outsider', {}, other));
     const s = await waitForCondition(
