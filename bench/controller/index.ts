@@ -10,7 +10,7 @@ import { AckPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { startControlPlane } from '../../src/devenv/control-plane.ts';
 import { startNats } from '../../src/devenv/nats.ts';
-import { waitFor } from '../../src/devenv/processes.ts';
+import { freePort, waitFor } from '../../src/devenv/processes.ts';
 import { defaultCacheDir, requireTools } from '../../src/devenv/tools.ts';
 import { installCrds } from '../../test/harness/crds.ts';
 import type { BenchResult, BenchSuite } from '../types.ts';
@@ -113,6 +113,11 @@ async function run(): Promise<BenchResult[]> {
     const baselineMs = performance.now() - t;
 
     // the controller, as its own process
+    const opsPort = await freePort();
+    const heapUsedMiB = async (): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+      return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1] ?? 0) / 1024 / 1024;
+    };
     const proc = spawn(
       process.execPath,
       [join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'controller'],
@@ -123,7 +128,7 @@ async function run(): Promise<BenchResult[]> {
           EVENTWIRE_NATS_URL: nats.url,
           EVENTWIRE_LEADER_ELECT: 'false',
           EVENTWIRE_OPS_HOST: '127.0.0.1',
-          EVENTWIRE_OPS_PORT: '0',
+          EVENTWIRE_OPS_PORT: String(opsPort),
           EVENTWIRE_LOG_LEVEL: 'warn',
           EVENTWIRE_RESOURCE_SELECTOR: 'bench=controller',
         },
@@ -145,6 +150,7 @@ async function run(): Promise<BenchResult[]> {
     });
     await new Promise((r) => setTimeout(r, 3_000));
     const idleRss = rssMiB(pid);
+    const idleHeap = await heapUsedMiB();
     t = performance.now();
     await pool(idx, CONCURRENCY, async (i) => {
       const body = subscription('bench-ctl', i);
@@ -165,6 +171,9 @@ async function run(): Promise<BenchResult[]> {
     );
     const readyMs = performance.now() - t;
     const busyRss = rssMiB(pid);
+    // after a few resync periods: what the 1,000 subscriptions keep, not what reconciling them churned
+    await new Promise((r) => setTimeout(r, 20_000));
+    const settledHeap = await heapUsedMiB();
     return [
       {
         name: `${COUNT} subscriptions Ready (controller)`,
@@ -177,6 +186,12 @@ async function run(): Promise<BenchResult[]> {
         value: busyRss,
         unit: 'MiB',
         baseline: { name: 'controller RSS idle', value: idleRss },
+      },
+      {
+        name: `controller heap used with ${COUNT} subscriptions (settled)`,
+        value: settledHeap,
+        unit: 'MiB',
+        baseline: { name: 'controller heap used idle', value: idleHeap },
       },
     ];
   } finally {
