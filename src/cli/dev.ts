@@ -1,9 +1,12 @@
 // `eventwire dev`: the whole of eventwire on one machine without a cluster. A real local
 // control plane (etcd, kube-apiserver, kube-controller-manager) and a nats-server with
 // JetStream, the CRDs and a default EventStream, and the controller, dispatcher and ingress
-// running in this process. Runs until Ctrl-C, then cleans up.
+// running in this process. Runs until Ctrl-C, then cleans up. `--example shop` also runs the
+// shop example (examples/shop): its handlers as local processes, its streams and
+// subscriptions, and its events end to end.
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { parseControllerConfig } from '../controller/config.ts';
 import { startController } from '../controller/controller.ts';
@@ -17,6 +20,7 @@ import { startDispatcher } from '../dispatcher/dispatcher.ts';
 import { parseIngressConfig } from '../ingress/config.ts';
 import { startIngress } from '../ingress/server.ts';
 import { createLogger } from '../observability/logger.ts';
+import { describeSummary, startShop } from '../../examples/shop/local.ts';
 
 export const DEV_STREAM = { namespace: 'default', name: 'default', subjectPrefix: 'events' };
 
@@ -36,9 +40,99 @@ async function createDefaultStream(kc: KubeConfig): Promise<void> {
   });
 }
 
+export const EXAMPLES = ['shop'] as const;
+export type ExampleName = (typeof EXAMPLES)[number];
+
 export interface DevOptions {
   /** the ingress port; a free one when 0 */
   readonly ingressPort: number;
+  /** an example to run once everything is up */
+  readonly example?: ExampleName | undefined;
+}
+
+export const DEV_USAGE = `Usage: eventwire dev [--example shop] [--port N]
+
+Starts a local control plane (etcd, kube-apiserver, kube-controller-manager) and a nats-server
+with JetStream on free loopback ports, installs the CRDs and the EventStream default/default,
+runs the controller, dispatcher and ingress in this process, prints the KUBECONFIG line for
+kubectl, and runs until Ctrl-C, then cleans up. The first run builds the pinned binaries.
+
+Options:
+  --example shop   also run the shop example (examples/shop): its four handlers as local
+                   processes, its streams and subscriptions, and its events end to end, showing
+                   each delivery as it happens
+  --port N         the ingress port (default: a free one)
+  -h, --help       show this help
+`;
+
+/** `eventwire dev [options]`: parses the arguments, then runs; 2 for a wrong argument. */
+export async function runDevCommand(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  out: Writable,
+  err: Writable,
+): Promise<number> {
+  let values: {
+    example?: string | undefined;
+    port?: string | undefined;
+    help?: boolean | undefined;
+  };
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: {
+        example: { type: 'string' },
+        port: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    return usageError(err, (e as Error).message);
+  }
+  if (values.help === true) {
+    out.write(DEV_USAGE);
+    return 0;
+  }
+  const example = values.example;
+  if (example !== undefined && !(EXAMPLES as readonly string[]).includes(example)) {
+    return usageError(err, `--example ${example}: the examples are ${EXAMPLES.join(', ')}`);
+  }
+  const port = Number(values.port ?? '0');
+  if (values.port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+    return usageError(err, `--port ${values.port}: give a TCP port number, 1 to 65535`);
+  }
+  return runDev(env, out, { ingressPort: port, example: example as ExampleName | undefined });
+}
+
+function usageError(err: Writable, message: string): number {
+  err.write(`eventwire dev: ${message}\nRun eventwire dev --help for the options.\n`);
+  return 2;
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+function stopSignal(): Promise<unknown> {
+  return Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+}
+
+async function runExample(
+  cp: ControlPlane,
+  ingressBase: string,
+  say: (line: string) => void,
+  cleanups: (() => Promise<void>)[],
+): Promise<void> {
+  say('[shop] starting the shop example: product, cart, inventory and order handlers');
+  const shop = await startShop({ kubeConfig: cp.kubeConfig, ingressBase, say });
+  cleanups.unshift(() => shop.stop());
+  const summary = await shop.run();
+  for (const line of describeSummary(summary)) say(line);
+  say(
+    `[shop] look inside: curl ${shop.handlers.order}/state; publish more with eventwire publish --url ${ingressBase}/shop/shop ...`,
+  );
+  say(
+    `EVENTWIRE_SHOP_DONE ${JSON.stringify({ seconds: summary.seconds, handlers: shop.handlers })}`,
+  );
 }
 
 /** Controller, dispatcher and ingress in this process; registers their clean-ups. */
@@ -64,7 +158,11 @@ async function startComponents(
       EVENTWIRE_DEFAULT_STREAM: `${DEV_STREAM.namespace}/${DEV_STREAM.name}`,
       EVENTWIRE_RESYNC_PERIOD: '10s',
     }),
-    { kubeConfig: cp.kubeConfig, log: createLogger({ component: 'controller', level }) },
+    {
+      kubeConfig: cp.kubeConfig,
+      // the controller retries status-write conflicts at warn level; only errors by default here
+      log: createLogger({ component: 'controller', level: env.EVENTWIRE_LOG_LEVEL ?? 'error' }),
+    },
   );
   cleanups.unshift(() => controller.stop());
   const dispatcher = await startDispatcher(parseDispatcherConfig(common), {
@@ -105,11 +203,13 @@ export async function runDev(
     startNats({ tool: tools['nats-server'] }),
   ]);
   const cleanups: (() => Promise<void>)[] = [() => cp.stop(), () => nats.dispose()];
+  const stopped = stopSignal();
   try {
     await installCrds(cp.kubeConfig);
     await createDefaultStream(cp.kubeConfig);
     const ingressPort = await startComponents(cp, nats.url, env, opts, cleanups);
-    const url = `http://127.0.0.1:${ingressPort}/${DEV_STREAM.namespace}/${DEV_STREAM.name}`;
+    const ingressBase = `http://127.0.0.1:${ingressPort}`;
+    const url = `${ingressBase}/${DEV_STREAM.namespace}/${DEV_STREAM.name}`;
     say(
       `[dev] kube-apiserver ${cp.versions.kubeApiserver} at ${cp.server}; nats-server ${nats.version} at ${nats.url}`,
     );
@@ -127,10 +227,17 @@ export async function runDev(
     say(
       `EVENTWIRE_DEV_READY ${JSON.stringify({ kubeconfig: cp.kubeconfigPath, nats: nats.url, ingress: url })}`,
     );
-    await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+    if (opts.example === 'shop') {
+      const finished = runExample(cp, ingressBase, say, cleanups);
+      // Ctrl-C while the example runs stops at once (its error, if any, no longer matters)
+      finished.catch(() => undefined);
+      await Promise.race([finished, stopped]);
+    }
+    await stopped;
     say('[dev] stopping');
     return 0;
   } finally {
     for (const cleanup of cleanups) await cleanup();
+    say('[dev] stopped');
   }
 }

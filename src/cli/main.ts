@@ -3,10 +3,12 @@
 // that reads process.env; each command parses its configuration once into a typed object.
 import { parseArgs } from 'node:util';
 import { runController } from './controller.ts';
-import { runDev } from './dev.ts';
+import { DEV_USAGE, runDevCommand } from './dev.ts';
 import { runDispatcher } from './dispatcher.ts';
 import { runIngress } from './ingress.ts';
 import { PUBLISH_USAGE, runPublish } from './publish.ts';
+import { STATUS_USAGE, runStatus } from './status.ts';
+import { TAIL_USAGE, runTail } from './tail.ts';
 
 const USAGE = `Usage: eventwire <command> [options]
 
@@ -15,7 +17,10 @@ Commands:
   dispatcher   deliver the events of Ready subscriptions to their sinks over HTTP
   ingress      accept CloudEvents over HTTP and publish them to JetStream
   publish      send one CloudEvent through the ingress or straight to JetStream
+  tail         print the CloudEvents of an EventStream as they arrive
+  status       list EventSubscriptions with readiness, sink and lag
   dev          run eventwire locally: a real control plane and nats-server, no cluster needed
+               (--example shop runs the shop example end to end)
 
 controller, dispatcher and ingress are configured by EVENTWIRE_* environment variables
 (docs/configuration.md).
@@ -49,9 +54,25 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     ownArgs: true,
     run: (args) => runPublish(args, process.env, process.stdout),
   },
+  tail: {
+    help: TAIL_USAGE,
+    ownArgs: true,
+    run: (args) => runTail(args, process.env, process.stdout, process.stderr),
+  },
+  status: {
+    help: STATUS_USAGE,
+    ownArgs: true,
+    run: (args) => runStatus(args, process.env, process.stdout, process.stderr),
+  },
   dev: {
-    help: 'Usage: eventwire dev\n\nStarts a local control plane and nats-server with the controller, prints how to reach them, and runs until Ctrl-C.\n',
-    run: () => runDev(process.env, process.stdout),
+    help: DEV_USAGE,
+    ownArgs: true,
+    run: async (args) => {
+      const code = await runDevCommand(args, process.env, process.stdout, process.stderr);
+      // everything has been stopped and cleaned up by now, but timers the in-process
+      // components leave behind would keep Node alive for another ~10 s after Ctrl-C
+      process.exit(code);
+    },
   },
 };
 
@@ -67,11 +88,18 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   if (command.ownArgs) return command.run(rest);
-  const { values } = parseArgs({
-    args: [...rest],
-    options: { help: { type: 'boolean', short: 'h' } },
-    strict: true,
-  });
+  let values: { help?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({
+      args: [...rest],
+      options: { help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
+  } catch (err) {
+    // a wrong argument: say which, show the command's help, exit 2 like the other usage errors
+    process.stderr.write(`eventwire ${name}: ${(err as Error).message}\n\n${command.help}`);
+    return 2;
+  }
   if (values.help) {
     process.stdout.write(command.help);
     return 0;

@@ -125,6 +125,9 @@ const allInformers = (i: Informers): Informer<KubernetesObject>[] =>
 
 type Reconcile = (key: string) => Promise<WorkResult>;
 
+/** After a write conflict: long enough for the watch to bring the newer object. */
+const CONFLICT_REQUEUE_MS = 250;
+
 function makeHandler(
   kc: KubeConfig,
   cfg: ControllerConfig,
@@ -171,8 +174,12 @@ function makeHandler(
       m.reconciles.inc({ kind, result: out.requeueAfterMs ? 'requeue' : 'success' });
       return out.requeueAfterMs ? { requeueAfterMs: out.requeueAfterMs } : undefined;
     } catch (err) {
-      // a conflict means the cache was behind: the queue retries with a fresh object
-      m.reconciles.inc({ kind, result: isConflict(err) ? 'conflict' : 'error' });
+      if (isConflict(err)) {
+        // the cache was behind the object: routine, so no error log; retry on a fresh copy
+        m.reconciles.inc({ kind, result: 'conflict' });
+        return { requeueAfterMs: CONFLICT_REQUEUE_MS };
+      }
+      m.reconciles.inc({ kind, result: 'error' });
       throw err;
     } finally {
       end();

@@ -1,0 +1,360 @@
+// The Kubernetes scenario of each component, run as a child process of the real CLI
+// (`node src/cli/main.ts <component>`, as in the image) with a kubeconfig holding a real
+// token of a ServiceAccount, so the API server authorizes exactly what that account's RBAC
+// grants. A scenario resolves true when the component did everything it must within the
+// time limit, false otherwise; the child is always killed (by its own pid) afterwards.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+} from '@kubernetes/client-node';
+import { makeEvent, toHttpRequest } from '../../../src/cloudevents/index.ts';
+import { freePort } from '../../harness/index.ts';
+import { startSink } from '../../harness/sink.ts';
+import { event, makeStream, natsAt, publish } from '../dispatcher/helpers.ts';
+import { repoRoot } from './helpers.ts';
+
+const group = 'eventwire.io';
+const version = 'v1alpha1';
+
+export interface ScenarioInput {
+  readonly admin: KubeConfig;
+  /** kubeconfig file authenticating as the component's ServiceAccount */
+  readonly kubeconfig: string;
+  readonly namespace: string;
+  readonly natsUrl: string;
+  readonly timeoutMs: number;
+  /** the Lease name the chart configures */
+  readonly leaseName: string;
+  /** where the controller's Lease lives (default: namespace) */
+  readonly leaseNamespace?: string;
+  /** a token allowed to publish (ingress scenario) */
+  readonly producerToken?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it holds or the deadline passes. */
+async function until(deadline: number, check: () => Promise<boolean>): Promise<boolean> {
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return true;
+    await sleep(250);
+  }
+  return false;
+}
+
+function runComponent(component: string, env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [join(repoRoot, 'src', 'cli', 'main.ts'), component], {
+    env: { PATH: process.env.PATH ?? '', EVENTWIRE_LOG_LEVEL: 'warn', ...env },
+    stdio: process.env.EVENTWIRE_TEST_LOGS ? ['ignore', 'inherit', 'inherit'] : 'ignore',
+  });
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.pid === undefined) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** A kubeconfig file with the API server of `admin` and a bearer token. */
+export async function tokenKubeconfig(admin: KubeConfig, token: string, path: string) {
+  const cluster = admin.getCurrentCluster();
+  if (!cluster) throw new Error('no cluster');
+  const yaml = JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [
+      {
+        name: 'c',
+        cluster: { server: cluster.server, 'certificate-authority-data': cluster.caData },
+      },
+    ],
+    users: [{ name: 'sa', user: { token } }],
+    contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
+    'current-context': 'c',
+  });
+  await writeFile(path, yaml);
+}
+
+const conditionTrue = (obj: unknown, type = 'Ready') =>
+  (
+    (obj as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions ??
+    []
+  ).some((c) => c.type === type && c.status === 'True');
+
+/** Controller: streams and subscriptions Ready (finalizers, status), managed Service created
+ * and updated, Kubernetes Events recorded, Lease acquired and renewed. */
+export async function controllerScenario(input: ScenarioInput): Promise<boolean> {
+  const { admin, namespace: ns } = input;
+  const leaseNs = input.leaseNamespace ?? ns;
+  const id = randomUUID().slice(0, 8);
+  const scope = `rbac-${id}`;
+  const custom = admin.makeApiClient(CustomObjectsApi);
+  const labels = { 'eventwire.io/test-scope': scope };
+  const child = runComponent('controller', {
+    KUBECONFIG: input.kubeconfig,
+    EVENTWIRE_NATS_URL: input.natsUrl,
+    EVENTWIRE_OPS_HOST: '127.0.0.1',
+    EVENTWIRE_OPS_PORT: String(await freePort()),
+    EVENTWIRE_RESOURCE_SELECTOR: `eventwire.io/test-scope=${scope}`,
+    EVENTWIRE_RESYNC_PERIOD: '2s',
+    EVENTWIRE_LEADER_ELECT: 'true',
+    EVENTWIRE_NAMESPACE: leaseNs,
+    EVENTWIRE_LEASE_NAME: input.leaseName,
+    EVENTWIRE_LEASE_DURATION: '3s',
+    EVENTWIRE_RENEW_DEADLINE: '2s',
+    EVENTWIRE_RETRY_PERIOD: '500ms',
+    POD_NAME: `controller-${id}`,
+  });
+  const deadline = Date.now() + input.timeoutMs;
+  try {
+    await custom.createNamespacedCustomObject({
+      group,
+      version,
+      namespace: ns,
+      plural: 'eventstreams',
+      body: {
+        apiVersion: `${group}/${version}`,
+        kind: 'EventStream',
+        metadata: { name: 'orders', labels },
+        spec: { subjectPrefix: `rbac${id}`, streamName: `RBAC_${id}`, storage: 'memory' },
+      },
+    });
+    await admin.makeApiClient(AppsV1Api).createNamespacedDeployment({
+      namespace: ns,
+      body: {
+        metadata: { name: 'handler' },
+        spec: {
+          selector: { matchLabels: { app: 'handler' } },
+          template: {
+            metadata: { labels: { app: 'handler' } },
+            spec: {
+              containers: [{ name: 'h', image: 'handler', ports: [{ containerPort: 8080 }] }],
+            },
+          },
+        },
+      },
+    });
+    for (const name of ['first', 'second']) {
+      await custom.createNamespacedCustomObject({
+        group,
+        version,
+        namespace: ns,
+        plural: 'eventsubscriptions',
+        body: {
+          apiVersion: `${group}/${version}`,
+          kind: 'EventSubscription',
+          metadata: { name, labels },
+          spec: {
+            stream: { name: 'orders' },
+            sink: {
+              ref: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'handler', port: 8080 },
+              uri: '/events',
+            },
+          },
+        },
+      });
+    }
+    const get = (plural: string, name: string): Promise<unknown> =>
+      custom.getNamespacedCustomObject({ group, version, namespace: ns, plural, name });
+    const core = admin.makeApiClient(CoreV1Api);
+    const leases = admin.makeApiClient(CoordinationV1Api);
+    const ready = await until(deadline, async () => {
+      const [s, a, b] = await Promise.all([
+        get('eventstreams', 'orders'),
+        get('eventsubscriptions', 'first'),
+        get('eventsubscriptions', 'second'),
+      ]);
+      if (!conditionTrue(s) || !conditionTrue(a) || !conditionTrue(b)) return false;
+      const svc = await core.readNamespacedService({ name: 'handler', namespace: ns });
+      if ((svc.metadata?.ownerReferences ?? []).length !== 2) return false; // created, then updated
+      const events = await core.listNamespacedEvent({ namespace: ns });
+      return ['orders', 'first', 'second'].every((n) =>
+        events.items.some((e) => e.involvedObject.name === n && e.type === 'Normal'),
+      );
+    });
+    if (!ready) return false;
+    // leadership holds past the renew deadline: the Lease was renewed (update)
+    const first = await leases.readNamespacedLease({ name: input.leaseName, namespace: leaseNs });
+    await sleep(3_000);
+    const later = await leases.readNamespacedLease({ name: input.leaseName, namespace: leaseNs });
+    return (
+      child.exitCode === null &&
+      later.spec?.holderIdentity === `controller-${id}` &&
+      String(later.spec.renewTime) !== String(first.spec?.renewTime)
+    );
+  } finally {
+    await stop(child);
+  }
+}
+
+/** Dispatcher: delivers the events of a Ready subscription it learns from its informers and
+ * records the Warning Event EventTerminated for a terminal failure without a dead letter. */
+export async function dispatcherScenario(input: ScenarioInput): Promise<boolean> {
+  const { admin, namespace: ns } = input;
+  const custom = admin.makeApiClient(CustomObjectsApi);
+  const n = await natsAt(input.natsUrl);
+  const sink = await startSink(() => ({ status: 400 }));
+  const s = await makeStream(n);
+  const ops = await freePort();
+  const child = runComponent('dispatcher', {
+    KUBECONFIG: input.kubeconfig,
+    EVENTWIRE_NATS_URL: input.natsUrl,
+    EVENTWIRE_OPS_HOST: '127.0.0.1',
+    EVENTWIRE_OPS_PORT: String(ops),
+    EVENTWIRE_WATCH_NAMESPACE: ns,
+  });
+  const deadline = Date.now() + input.timeoutMs;
+  try {
+    await custom.createNamespacedCustomObject({
+      group,
+      version,
+      namespace: ns,
+      plural: 'eventstreams',
+      body: {
+        apiVersion: `${group}/${version}`,
+        kind: 'EventStream',
+        metadata: { name: 'shop' },
+        spec: { subjectPrefix: s.prefix },
+      },
+    });
+    const created = (await custom.createNamespacedCustomObject({
+      group,
+      version,
+      namespace: ns,
+      plural: 'eventsubscriptions',
+      body: {
+        apiVersion: `${group}/${version}`,
+        kind: 'EventSubscription',
+        metadata: { name: 'orders' },
+        spec: {
+          stream: { name: 'shop' },
+          sink: { uri: `${sink.url}/events` },
+          delivery: { retry: 0 },
+        },
+      },
+    })) as { metadata: { generation: number } };
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    await custom.replaceNamespacedCustomObjectStatus({
+      group,
+      version,
+      namespace: ns,
+      plural: 'eventsubscriptions',
+      name: 'orders',
+      body: {
+        ...created,
+        status: {
+          observedGeneration: created.metadata.generation,
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'True',
+              reason: 'Ready',
+              message: 'ready',
+              lastTransitionTime: now,
+              observedGeneration: created.metadata.generation,
+            },
+          ],
+          sinkUri: `${sink.url}/events`,
+          consumer: { stream: s.name, name: s.consumer },
+        },
+      },
+    });
+    await publish(n, s.prefix, [event(1)]);
+    const core = admin.makeApiClient(CoreV1Api);
+    return await until(deadline, async () => {
+      if (sink.requests.length === 0) return false;
+      // ready only once both informers (EventSubscriptions, EventStreams) have synced
+      const readyz = await fetch(`http://127.0.0.1:${String(ops)}/readyz`);
+      if (readyz.status !== 200) return false;
+      const events = await core.listNamespacedEvent({ namespace: ns });
+      return events.items.some((e) => e.reason === 'EventTerminated' && e.type === 'Warning');
+    });
+  } finally {
+    await stop(child);
+    await sink.close();
+    await n.nc.close();
+  }
+}
+
+/** Ingress with authentication: resolves the EventStream through its informer, checks the
+ * producer's token (TokenReview) and permission (SubjectAccessReview), and publishes (202). */
+export async function ingressScenario(input: ScenarioInput): Promise<boolean> {
+  const { admin, namespace: ns } = input;
+  const custom = admin.makeApiClient(CustomObjectsApi);
+  const n = await natsAt(input.natsUrl);
+  const s = await makeStream(n);
+  const port = await freePort();
+  const child = runComponent('ingress', {
+    KUBECONFIG: input.kubeconfig,
+    EVENTWIRE_NATS_URL: input.natsUrl,
+    EVENTWIRE_INGRESS_HOST: '127.0.0.1',
+    EVENTWIRE_INGRESS_PORT: String(port),
+    EVENTWIRE_OPS_HOST: '127.0.0.1',
+    EVENTWIRE_OPS_PORT: String(await freePort()),
+    EVENTWIRE_INGRESS_AUTH: 'true',
+  });
+  const deadline = Date.now() + input.timeoutMs;
+  try {
+    const created: unknown = await custom.createNamespacedCustomObject({
+      group,
+      version,
+      namespace: ns,
+      plural: 'eventstreams',
+      body: {
+        apiVersion: `${group}/${version}`,
+        kind: 'EventStream',
+        metadata: { name: 'shop' },
+        spec: { subjectPrefix: s.prefix },
+      },
+    });
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    await custom.replaceNamespacedCustomObjectStatus({
+      group,
+      version,
+      namespace: ns,
+      plural: 'eventstreams',
+      name: 'shop',
+      body: {
+        ...(created as object),
+        status: {
+          observedGeneration: 1,
+          streamName: s.name,
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'True',
+              reason: 'StreamReady',
+              message: 'ok',
+              lastTransitionTime: now,
+              observedGeneration: 1,
+            },
+          ],
+        },
+      },
+    });
+    const req = toHttpRequest(
+      makeEvent({ id: randomUUID(), source: '/rbac', type: 'com.example.rbac' }),
+      'binary',
+    );
+    return await until(deadline, async () => {
+      const res = await fetch(`http://127.0.0.1:${String(port)}/${ns}/shop`, {
+        method: 'POST',
+        headers: { ...req.headers, authorization: `Bearer ${input.producerToken ?? ''}` },
+        body: req.body,
+      });
+      return res.status === 202;
+    });
+  } finally {
+    await stop(child);
+    await n.nc.close();
+  }
+}
