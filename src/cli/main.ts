@@ -67,12 +67,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   dev: {
     help: DEV_USAGE,
     ownArgs: true,
-    run: async (args) => {
-      const code = await runDevCommand(args, process.env, process.stdout, process.stderr);
-      // everything has been stopped and cleaned up by now, but timers the in-process
-      // components leave behind would keep Node alive for another ~10 s after Ctrl-C
-      process.exit(code);
-    },
+    run: (args) => runDevCommand(args, process.env, process.stdout, process.stderr),
   },
 };
 

@@ -171,7 +171,10 @@ export class ManagedProcess {
   async stop(graceMs = 10_000): Promise<void> {
     if (!this.running) return;
     this.child.kill('SIGTERM');
-    const done = await Promise.race([this.exited.then(() => true), sleep(graceMs, false)]);
+    const done = await Promise.race([
+      this.exited.then(() => true),
+      sleep(graceMs, false, { ref: false }),
+    ]);
     if (!done) await this.kill();
   }
 
