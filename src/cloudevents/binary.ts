@@ -9,6 +9,16 @@ import { normalizeHeaders, percentDecode, percentEncode, type HeadersLike } from
 export const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
 // W3C trace headers are plain printable ASCII (tracestate may hold spaces); never percent-encoded
 export const W3C_HEADER_VALUE = /^[\x20-\x7e]*$/;
+/** Attributes read from `ce-<name>` headers into the event itself (not extensions). */
+const HEADER_ATTRIBUTES: ReadonlySet<string> = new Set([
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'subject',
+  'time',
+  'dataschema',
+]);
 
 /** The binary-mode headers of an event (names lower-case). */
 export function binaryHeaders(event: CloudEvent): Record<string, string> {
@@ -45,7 +55,7 @@ function readCeHeaders(headers: ReadonlyMap<string, string>): Record<string, unk
     if (!name.startsWith('ce-')) continue;
     const attr = name.slice(3);
     const value = percentDecode(raw, attr);
-    if (['specversion', 'id', 'source', 'type', 'subject', 'time', 'dataschema'].includes(attr)) {
+    if (HEADER_ATTRIBUTES.has(attr)) {
       attrs[attr] = value;
     } else if (attr !== 'datacontenttype') {
       extensions[attr] = value;

@@ -16,8 +16,12 @@ function mustEncode(code: number): boolean {
   return code < 0x21 || code > 0x7e || code === 0x22 || code === 0x25;
 }
 
+// printable ASCII U+0021..U+007E without double quote and percent: nothing to encode
+const NOTHING_TO_ENCODE = /^[\x21\x23\x24\x26-\x7e]*$/;
+
 /** Percent-encodes a header value: the UTF-8 bytes of every character that must be encoded. */
 export function percentEncode(value: string): string {
+  if (NOTHING_TO_ENCODE.test(value)) return value; // the common case, without a copy
   let out = '';
   for (const char of value) {
     const code = char.codePointAt(0) ?? 0;

@@ -2,7 +2,7 @@
 // header (percent-encoded), datacontenttype as `content-type`, data as the payload, plus a
 // `Nats-Msg-Id` for JetStream de-duplication derived from source and id. Read in binary mode
 // and in structured mode (content-type `application/cloudevents+json`).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { binaryHeaders, fromBinary, isBinaryMode } from './binary.ts';
 import { InvalidEventError } from './errors.ts';
 import { mediaTypeOf, type CloudEvent, type EventResult } from './event.ts';
@@ -30,9 +30,8 @@ export interface NatsMessageLike {
  * inside the stream's duplicate window.
  */
 export function natsMsgId(event: Pick<CloudEvent, 'source' | 'id'>): string {
-  return createHash('sha256')
-    .update(JSON.stringify([event.source, event.id]))
-    .digest('hex');
+  // one-shot hash: the same digest as createHash().update().digest(), without the Hash object
+  return hash('sha256', JSON.stringify([event.source, event.id]), 'hex');
 }
 
 /** The binary-mode NATS message of an event. */

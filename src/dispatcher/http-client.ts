@@ -62,6 +62,8 @@ function describeError(err: unknown): string {
 
 export class SinkClient {
   readonly #agent: Agent;
+  /** the last URI posted to, parsed (a worker posts to one sink) */
+  #target: { uri: string; origin: string; path: string } | undefined;
 
   constructor(opts: { connections: number; keepAliveMs?: number }) {
     this.#agent = new Agent({
@@ -78,7 +80,7 @@ export class SinkClient {
     body: Uint8Array,
     opts: PostOptions,
   ): Promise<PostResult> {
-    const url = new URL(uri);
+    const target = this.#targetOf(uri);
     // one controller per attempt, aborted by the timer or by the caller's signal (cheaper
     // than AbortSignal.timeout + AbortSignal.any per request)
     const ctl = new AbortController();
@@ -93,8 +95,8 @@ export class SinkClient {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const res = await this.#agent.request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
+        origin: target.origin,
+        path: target.path,
         method: 'POST',
         headers,
         body,
@@ -117,14 +119,22 @@ export class SinkClient {
     }
   }
 
+  #targetOf(uri: string): { uri: string; origin: string; path: string } {
+    if (this.#target?.uri !== uri) {
+      const url = new URL(uri);
+      this.#target = { uri, origin: url.origin, path: `${url.pathname}${url.search}` };
+    }
+    return this.#target;
+  }
+
   async #readResponse(res: Dispatcher.ResponseData, opts: PostOptions): Promise<PostResult> {
     const status = res.statusCode;
+    if (status >= 200 && status <= 299 && !opts.wantReply) {
+      await res.body.dump();
+      return { result: { kind: 'response', status }, aborted: false };
+    }
     const headers = headerRecord(res.headers);
     if (status >= 200 && status <= 299) {
-      if (!opts.wantReply) {
-        await res.body.dump();
-        return { result: { kind: 'response', status }, aborted: false };
-      }
       const { bytes, complete } = await readUpTo(res.body, MAX_REPLY_BYTES);
       return {
         result: { kind: 'response', status },

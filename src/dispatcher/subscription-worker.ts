@@ -62,6 +62,16 @@ export interface WorkerOptions {
   readonly keepAliveMs?: number;
 }
 
+/** The labelled metric children of one subscription (labels hashed once, not per event). */
+interface WorkerMetrics {
+  readonly inFlight: { inc(): void; dec(): void };
+  readonly latency: { observe(seconds: number): void };
+  readonly filtered: { inc(): void };
+  readonly retries: { inc(): void };
+  /** by `${outcome} ${code}` */
+  readonly deliveries: Map<string, { inc(): void }>;
+}
+
 interface Held {
   readonly msg: JsMsg;
   readonly decoded: EventResult;
@@ -114,6 +124,9 @@ export class SubscriptionWorker {
   #stopped: Promise<void> | undefined;
   #consuming = false;
   #seq = 0;
+  readonly #m: WorkerMetrics;
+  /** plain acks waiting for this turn's check phase (see #ackSoon) */
+  #acks: JsMsg[] = [];
 
   constructor(opts: WorkerOptions) {
     this.spec = opts.spec;
@@ -135,6 +148,14 @@ export class SubscriptionWorker {
     const d = opts.spec.delivery;
     this.#client = new SinkClient({ connections: d.maxInFlight });
     this.#scheduler = new KeyedScheduler(d.maxInFlight, (h) => this.#process(h));
+    const labels = { subscription: opts.spec.id };
+    this.#m = {
+      inFlight: this.#metrics.inFlight.labels(labels),
+      latency: this.#metrics.latency.labels(labels),
+      filtered: this.#metrics.filtered.labels(labels),
+      retries: this.#metrics.retries.labels(labels),
+      deliveries: new Map(),
+    };
   }
 
   /** True while the consumer is being pulled. */
@@ -250,7 +271,7 @@ export class SubscriptionWorker {
       }
       const event = h.decoded.event;
       if (!this.#filter.matches(event) || this.#isOwnDeadLetter(event)) {
-        this.#metrics.filtered.inc({ subscription: this.spec.id });
+        this.#m.filtered.inc();
         await this.#ack(h);
         return;
       }
@@ -279,16 +300,12 @@ export class SubscriptionWorker {
         return;
       }
       const decision = decide(post.result, attempt, this.spec.delivery, Date.now(), this.#random);
-      this.#metrics.deliveries.inc({
-        subscription: this.spec.id,
-        outcome: decision.action,
-        code: codeLabel(post),
-      });
+      this.#countDelivery(decision.action, codeLabel(post));
       if (decision.action !== 'retry') {
         await this.#settle(h, event, post, decision, attempt);
         return;
       }
-      this.#metrics.retries.inc({ subscription: this.spec.id });
+      this.#m.retries.inc();
       this.#log.info(
         { eventId: event.id, attempt, code: codeLabel(post), delayMs: decision.delayMs },
         'delivery failed; retrying',
@@ -305,25 +322,32 @@ export class SubscriptionWorker {
     }
   }
 
+  #countDelivery(outcome: Decision['action'], code: string): void {
+    const key = `${outcome} ${code}`;
+    let child = this.#m.deliveries.get(key);
+    if (child === undefined) {
+      child = this.#metrics.deliveries.labels({ subscription: this.spec.id, outcome, code });
+      this.#m.deliveries.set(key, child);
+    }
+    child.inc();
+  }
+
   async #attempt(event: CloudEvent): Promise<PostResult> {
     const req = toHttpRequest(event, this.spec.delivery.format);
-    const labels = { subscription: this.spec.id };
-    this.#metrics.inFlight.inc(labels);
+    // toHttpRequest builds a new record: add the transport header to it instead of copying it
+    const headers = req.headers;
+    headers.prefer = 'reply';
+    this.#m.inFlight.inc();
     const started = performance.now();
     try {
-      return await this.#client.post(
-        this.spec.sinkUri,
-        { ...req.headers, prefer: 'reply' },
-        req.body,
-        {
-          timeoutMs: this.spec.delivery.timeoutMs,
-          signal: this.#abort.signal,
-          wantReply: this.spec.reply !== undefined,
-        },
-      );
+      return await this.#client.post(this.spec.sinkUri, headers, req.body, {
+        timeoutMs: this.spec.delivery.timeoutMs,
+        signal: this.#abort.signal,
+        wantReply: this.spec.reply !== undefined,
+      });
     } finally {
-      this.#metrics.inFlight.dec(labels);
-      this.#metrics.latency.observe(labels, (performance.now() - started) / 1000);
+      this.#m.inFlight.dec();
+      this.#m.latency.observe((performance.now() - started) / 1000);
     }
   }
 
@@ -361,8 +385,11 @@ export class SubscriptionWorker {
         ? fromHttpResponse({ status: 200, headers: post.reply.headers, body: post.reply.body })
         : undefined;
     if (reply === undefined) {
-      await this.#ack(h, this.#ordered);
-      this.#log.debug({ eventId: event.id, attempt }, 'event delivered');
+      if (this.#ordered) await this.#ack(h);
+      else this.#ackSoon(h);
+      if (this.#log.isLevelEnabled('debug')) {
+        this.#log.debug({ eventId: event.id, attempt }, 'event delivered');
+      }
       return;
     }
     const hops = Number(event.extensions[EXT.hops] ?? '0') + 1;
@@ -533,15 +560,27 @@ export class SubscriptionWorker {
   }
 
   /**
-   * Acks; `confirmed` (the default) waits for JetStream's confirmation (ackAck). A plain
-   * delivery without ordering acks without waiting: a lost ack only means a redelivery.
+   * The single ack of a plain delivery without ordering (a lost ack only means a redelivery).
+   * It is sent in this event-loop turn's check phase together with the other acks of the
+   * turn: nats.js writes to its socket once per microtask checkpoint, and each sink response
+   * is its own checkpoint, so acking at once cost a socket write (and a read in nats-server)
+   * per event.
    */
-  async #ack(h: Held, confirmed = true): Promise<void> {
+  #ackSoon(h: Held): void {
     this.#settled(h);
-    if (!confirmed) {
-      h.msg.ack();
-      return;
-    }
+    if (this.#acks.length === 0) setImmediate(this.#flushAcks);
+    this.#acks.push(h.msg);
+  }
+
+  readonly #flushAcks = (): void => {
+    const acks = this.#acks;
+    this.#acks = [];
+    for (const msg of acks) msg.ack();
+  };
+
+  /** Acks and waits for JetStream's confirmation (ackAck). */
+  async #ack(h: Held): Promise<void> {
+    this.#settled(h);
     try {
       await h.msg.ackAck();
     } catch (err) {
@@ -586,6 +625,7 @@ export class SubscriptionWorker {
       await withTimeout(this.#scheduler.idle(), 5_000);
     }
     for (const h of this.#held) this.#nak(h, 0);
+    this.#flushAcks();
     await withTimeout(this.#loop, 5_000);
     if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
     await this.#client.destroy();

@@ -18,17 +18,25 @@ export interface EncodedEvent {
 
 const HEADER_BLOCK = 'NATS/1.0\r\n\r\n'.length + 'Nats-Msg-Id: \r\n'.length;
 
-/** The subject, payload, headers and message id an event is published with. */
-export function encodeForNats(subjectPrefix: string, event: CloudEvent): EncodedEvent {
+/**
+ * The subject, payload, headers and message id an event is published with. `subject`, when
+ * given, is `subjectFor(subjectPrefix, event.type)` computed by the caller.
+ */
+export function encodeForNats(
+  subjectPrefix: string,
+  event: CloudEvent,
+  subject?: string,
+): EncodedEvent {
   const msg = toNatsMessage(event);
   const headers = natsHeaders();
   let headerBytes = HEADER_BLOCK + msg.msgId.length;
   for (const [name, value] of Object.entries(msg.headers)) {
-    headers.set(name, value);
+    // the names are unique: append is set without set's search for an earlier value
+    headers.append(name, value);
     headerBytes += name.length + Buffer.byteLength(value) + 4;
   }
   return {
-    subject: subjectFor(subjectPrefix, event.type),
+    subject: subject ?? subjectFor(subjectPrefix, event.type),
     data: msg.data,
     headers,
     msgID: msg.msgId,

@@ -65,9 +65,42 @@ export function checkData(event: CloudEvent): InvalidEventError | undefined {
   return undefined;
 }
 
+/** Longer types are not memoised (bounds the memo's size). */
+const MAX_CACHED_TYPE_LENGTH = 256;
+
+/**
+ * `subjectFor` with a bounded memo: producers send few distinct types, and the subject is
+ * needed twice per event (this check and the publish). Cleared whole when full.
+ */
+export class SubjectCache {
+  readonly #subjects = new Map<string, string>();
+  readonly #max: number;
+
+  constructor(max = 10_000) {
+    this.#max = max;
+  }
+
+  subjectFor(prefix: string, type: string): string {
+    if (type.length > MAX_CACHED_TYPE_LENGTH) return subjectFor(prefix, type);
+    const key = `${prefix}\n${type}`; // a prefix is a NATS subject: never holds a newline
+    let subject = this.#subjects.get(key);
+    if (subject === undefined) {
+      subject = subjectFor(prefix, type);
+      if (this.#subjects.size >= this.#max) this.#subjects.clear();
+      this.#subjects.set(key, subject);
+    }
+    return subject;
+  }
+}
+
 /** The type must encode to a subject NATS accepts. */
-export function checkSubject(prefix: string, event: CloudEvent): InvalidEventError | undefined {
-  const bytes = Buffer.byteLength(subjectFor(prefix, event.type));
+export function checkSubject(
+  prefix: string,
+  event: CloudEvent,
+  subjects?: SubjectCache,
+): InvalidEventError | undefined {
+  const subject = subjects?.subjectFor(prefix, event.type) ?? subjectFor(prefix, event.type);
+  const bytes = Buffer.byteLength(subject);
   if (bytes <= MAX_SUBJECT_BYTES) return undefined;
   return new InvalidEventError(
     'invalid-attribute',
@@ -79,8 +112,9 @@ export function checkSubject(prefix: string, event: CloudEvent): InvalidEventErr
 /** The `checkEvent` hook for `fromHttpRequest` (sizes are checked on the encoded events). */
 export function eventChecker(
   subjectPrefix: string,
+  subjects?: SubjectCache,
 ): (event: CloudEvent) => InvalidEventError | undefined {
-  return (event) => checkData(event) ?? checkSubject(subjectPrefix, event);
+  return (event) => checkData(event) ?? checkSubject(subjectPrefix, event, subjects);
 }
 
 /** An event whose NATS message exceeds `maxBytes` (the stream's or the server's limit). */
