@@ -12,6 +12,8 @@ import {
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
+import type { TestSink } from '../../harness/sink.ts';
 import { msToNanos } from '../../../src/api/duration.ts';
 import {
   fromNatsMessage,
@@ -223,4 +225,36 @@ export async function metricValue(
       ),
     )
     .reduce((sum, v) => sum + v.value, 0);
+}
+
+/**
+ * The usual fixture of a describe block: a connection to the shared nats-server, and the
+ * workers and sinks a test starts, stopped after each test.
+ */
+export function workerFixture(): {
+  nats: () => Nats;
+  workers: SubscriptionWorker[];
+  sinks: TestSink[];
+} {
+  let n: Nats | undefined;
+  const workers: SubscriptionWorker[] = [];
+  const sinks: TestSink[] = [];
+  beforeAll(async () => {
+    n = await natsAt(inject('natsUrl'));
+  });
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.stop(1_000)));
+    await Promise.all(sinks.splice(0).map((s) => s.close()));
+  });
+  afterAll(async () => {
+    await n?.nc.close();
+  });
+  return {
+    nats: () => {
+      if (!n) throw new Error('workerFixture: the nats connection is opened in beforeAll');
+      return n;
+    },
+    workers,
+    sinks,
+  };
 }

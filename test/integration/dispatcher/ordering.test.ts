@@ -1,18 +1,17 @@
 // Ordering (key and strict), concurrency up to maxInFlight, working() during slow attempts,
 // and graceful shutdown.
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { SubscriptionWorker } from '../../../src/dispatcher/subscription-worker.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../harness/index.ts';
-import { startSink, type SinkRequest, type TestSink } from '../../harness/sink.ts';
+import { startSink, type SinkRequest } from '../../harness/sink.ts';
 import {
   consumerState,
   event,
   makeStream,
-  natsAt,
   publish,
   startWorker,
   workerSpec,
   type Nats,
+  workerFixture,
 } from './helpers.ts';
 
 const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000) =>
@@ -22,19 +21,11 @@ const keyOf = (r: SinkRequest) => r.event?.extensions.partitionkey ?? '';
 const seqOf = (r: SinkRequest) => Number(r.event?.extensions.seq ?? '-1');
 
 describe('ordering and concurrency', () => {
+  const fx = workerFixture();
+  const { workers, sinks } = fx;
   let n: Nats;
-  const workers: SubscriptionWorker[] = [];
-  const sinks: TestSink[] = [];
-
-  beforeAll(async () => {
-    n = await natsAt(inject('natsUrl'));
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.stop(1_000)));
-    await Promise.all(sinks.splice(0).map((s) => s.close()));
-  });
-  afterAll(async () => {
-    await n.nc.close();
+  beforeAll(() => {
+    n = fx.nats();
   });
 
   it('key: 10,000 events over 100 keys, maxInFlight 32, random latency: order kept per key, keys overlap', async () => {
@@ -159,7 +150,12 @@ describe('ordering and concurrency', () => {
     await worker.stop(5_000);
     expect(sink.requests).toHaveLength(4);
     expect(sink.delivered()).toHaveLength(4);
-    expect((await consumerState(n, s)).ackFloor).toBe(4);
+    // JetStream applies acks asynchronously: the floor reaches 4 shortly after stop() returns
+    await until(
+      'the four acks to be applied',
+      async () => (await consumerState(n, s)).ackFloor === 4,
+    );
+    expect(sink.requests).toHaveLength(4);
     // the rest was nak-ed, not left to ack_wait (60 s): a new worker gets it at once
     sink.setScript(() => ({ status: 200 }));
     workers.push(startWorker(n, workerSpec(s, sink.url, { maxInFlight: 4 })).worker);

@@ -2,50 +2,41 @@
 // nats-server and loopback sinks: what JetStream records (ack, redelivery after nak, term) and
 // what reached the sink or the dead letter.
 import { headers as natsHeaders } from '@nats-io/nats-core';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { eventsEqual, isValidAttributeName } from '../../../src/cloudevents/index.ts';
 import { subjectFor } from '../../../src/jetstream/subject.ts';
-import type { SubscriptionWorker } from '../../../src/dispatcher/subscription-worker.ts';
 import { waitFor } from '../../harness/index.ts';
-import { startSink, type TestSink } from '../../harness/sink.ts';
+import { startSink } from '../../harness/sink.ts';
 import {
   consumerState,
   event,
   makeStream,
   metricValue,
-  natsAt,
   publish,
   readStream,
   startWorker,
   watchTerminations,
   workerSpec,
   type Nats,
+  workerFixture,
 } from './helpers.ts';
 
 const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000) =>
   waitFor(what, async () => cond(), { timeoutMs, intervalMs: 50 });
 
 describe('dispatcher outcome table', () => {
+  const fx = workerFixture();
+  const { workers, sinks } = fx;
   let n: Nats;
-  const workers: SubscriptionWorker[] = [];
-  const sinks: TestSink[] = [];
+  beforeAll(() => {
+    n = fx.nats();
+  });
 
   const sink = async (...args: Parameters<typeof startSink>) => {
     const s = await startSink(...args);
     sinks.push(s);
     return s;
   };
-
-  beforeAll(async () => {
-    n = await natsAt(inject('natsUrl'));
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.stop(1_000)));
-    await Promise.all(sinks.splice(0).map((s) => s.close()));
-  });
-  afterAll(async () => {
-    await n.nc.close();
-  });
 
   it('2xx: acks once the sink answered, exactly one request per event', async () => {
     const s = await makeStream(n);

@@ -1,19 +1,18 @@
 // Retry timing follows the configured schedule (within a tolerance: the only timing
 // assertions of the suite), and Retry-After is honoured and capped by retryAfterMax.
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { JITTER } from '../../../src/dispatcher/outcome.ts';
-import type { SubscriptionWorker } from '../../../src/dispatcher/subscription-worker.ts';
 import { waitFor } from '../../harness/index.ts';
 import { startSink, type TestSink } from '../../harness/sink.ts';
 import {
   consumerState,
   event,
   makeStream,
-  natsAt,
   publish,
   startWorker,
   workerSpec,
   type Nats,
+  workerFixture,
 } from './helpers.ts';
 
 const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000) =>
@@ -27,19 +26,11 @@ const gaps = (sink: TestSink) =>
 const SLACK_MS = 250;
 
 describe('retry timing', () => {
+  const fx = workerFixture();
+  const { workers, sinks } = fx;
   let n: Nats;
-  const workers: SubscriptionWorker[] = [];
-  const sinks: TestSink[] = [];
-
-  beforeAll(async () => {
-    n = await natsAt(inject('natsUrl'));
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.stop(1_000)));
-    await Promise.all(sinks.splice(0).map((s) => s.close()));
-  });
-  afterAll(async () => {
-    await n.nc.close();
+  beforeAll(() => {
+    n = fx.nats();
   });
 
   for (const ordering of ['none', 'key'] as const) {
