@@ -9,15 +9,9 @@ import {
   str,
   type Env,
 } from '../config/env.ts';
-import { parseNatsConfig, type NatsConfig } from '../config/nats.ts';
+import { parseCommonConfig, type CommonConfig } from '../config/common.ts';
 
-export interface ControllerConfig {
-  readonly nats: NatsConfig;
-  /** kubeconfig file; in-cluster configuration when unset */
-  readonly kubeconfig?: string;
-  readonly logLevel: string;
-  readonly opsHost: string;
-  readonly opsPort: number;
+export interface ControllerConfig extends CommonConfig {
   readonly workers: number;
   /** the stream of subscriptions that name none */
   readonly defaultStream?: { readonly namespace: string; readonly name: string };
@@ -42,15 +36,10 @@ export interface ControllerConfig {
 }
 
 export function parseControllerConfig(env: Env): ControllerConfig {
-  const kubeconfig = optionalStr(env, 'KUBECONFIG');
   const defaultStream = namespacedName(env, 'EVENTWIRE_DEFAULT_STREAM');
   const resourceSelector = optionalStr(env, 'EVENTWIRE_RESOURCE_SELECTOR');
   return {
-    nats: parseNatsConfig(env, 'eventwire-controller'),
-    ...(kubeconfig ? { kubeconfig } : {}),
-    logLevel: str(env, 'EVENTWIRE_LOG_LEVEL', 'info'),
-    opsHost: str(env, 'EVENTWIRE_OPS_HOST', '0.0.0.0'),
-    opsPort: int(env, 'EVENTWIRE_OPS_PORT', 8080, 0, 65535),
+    ...parseCommonConfig(env, 'controller', 8080),
     workers: int(env, 'EVENTWIRE_CONTROLLER_WORKERS', 8, 1, 64),
     ...(defaultStream ? { defaultStream } : {}),
     allowExternalSinkUris: bool(env, 'EVENTWIRE_ALLOW_EXTERNAL_SINK_URIS', true),

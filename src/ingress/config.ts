@@ -1,19 +1,12 @@
 // The ingress's configuration, parsed and validated once at start.
+import { parseCommonConfig, type CommonConfig } from '../config/common.ts';
 import { bool, ConfigError, durationMs, int, optionalStr, str, type Env } from '../config/env.ts';
-import { parseNatsConfig, type NatsConfig } from '../config/nats.ts';
 import type { StaticStream } from './streams.ts';
 
-export interface IngressConfig {
-  readonly nats: NatsConfig;
-  /** kubeconfig file; in-cluster configuration when unset */
-  readonly kubeconfig?: string;
-  readonly logLevel: string;
+export interface IngressConfig extends CommonConfig {
   /** where producers POST events */
   readonly host: string;
   readonly port: number;
-  /** /metrics, /healthz, /readyz */
-  readonly opsHost: string;
-  readonly opsPort: number;
   /** largest request body (413 above it) */
   readonly maxBodyBytes: number;
   /** how long a request waits for its PubAcks before answering 503 */
@@ -53,7 +46,6 @@ export function parseStaticStreams(value: string, variable: string): StaticStrea
 }
 
 export function parseIngressConfig(env: Env): IngressConfig {
-  const kubeconfig = optionalStr(env, 'KUBECONFIG');
   const staticValue = optionalStr(env, 'EVENTWIRE_INGRESS_STATIC_STREAMS');
   const staticStreams =
     staticValue === undefined
@@ -67,13 +59,9 @@ export function parseIngressConfig(env: Env): IngressConfig {
     );
   }
   return {
-    nats: parseNatsConfig(env, 'eventwire-ingress'),
-    ...(kubeconfig ? { kubeconfig } : {}),
-    logLevel: str(env, 'EVENTWIRE_LOG_LEVEL', 'info'),
+    ...parseCommonConfig(env, 'ingress', 8081),
     host: str(env, 'EVENTWIRE_INGRESS_HOST', '0.0.0.0'),
     port: int(env, 'EVENTWIRE_INGRESS_PORT', 8080, 0, 65535),
-    opsHost: str(env, 'EVENTWIRE_OPS_HOST', '0.0.0.0'),
-    opsPort: int(env, 'EVENTWIRE_OPS_PORT', 8081, 0, 65535),
     maxBodyBytes: int(env, 'EVENTWIRE_INGRESS_MAX_BODY_BYTES', 1_048_576, 1, 64 * 1_048_576),
     publishTimeoutMs: durationMs(env, 'EVENTWIRE_INGRESS_PUBLISH_TIMEOUT', '5s'),
     retryAfterSeconds: int(env, 'EVENTWIRE_INGRESS_RETRY_AFTER_SECONDS', 1, 1, 3600),
