@@ -2,66 +2,24 @@
 // (node:http + js.publish + 202, bench/ingress/baseline-server.ts) measured in the same run.
 // Both servers run as child processes; the load comes from this process over keep-alive
 // connections with a fixed number of requests in flight. Rounds alternate between the two.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Pool } from 'undici';
-import { makeEvent, toHttpBatchRequest, toHttpRequest } from '../../src/cloudevents/index.ts';
+import { makeEvent, toHttpBatchRequest } from '../../src/cloudevents/index.ts';
 import { startNats } from '../../src/devenv/nats.ts';
-import { freePort, waitFor } from '../../src/devenv/processes.ts';
 import { defaultCacheDir, requireTools } from '../../src/devenv/tools.ts';
 import type { BenchResult, BenchSuite } from '../types.ts';
+import { singleEventRequest, startServer, type Server } from './servers.ts';
 
 const ROUND_MS = Number(process.env.BENCH_INGRESS_ROUND_MS ?? 4_000);
 const WARMUP_MS = 1_000;
 const ROUNDS = Number(process.env.BENCH_INGRESS_ROUNDS ?? 3);
 const IN_FLIGHT = 64;
-const here = import.meta.dirname;
-const node = process.execPath;
 
 interface Measured {
   readonly eventsPerSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
-}
-
-interface Server {
-  readonly url: string;
-  stop(): Promise<void>;
-}
-
-async function startChild(script: string, env: Record<string, string>): Promise<Server> {
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    node,
-    [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), join(here, script)],
-    {
-      env: {
-        ...process.env,
-        ...env,
-        EVENTWIRE_INGRESS_PORT: String(port),
-        EVENTWIRE_LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
-  const url = `http://127.0.0.1:${String(port)}`;
-  await waitFor(
-    `${script} to listen`,
-    async () => (await fetch(url, { method: 'POST' }).catch(() => undefined)) !== undefined,
-    {
-      timeoutMs: 20_000,
-    },
-  );
-  return {
-    url,
-    stop: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -72,15 +30,7 @@ let seq = 0;
 type Body = () => { headers: Record<string, string>; body: Uint8Array; events: number };
 
 const single: Body = () => {
-  seq += 1;
-  const event = makeEvent({
-    id: `bench-${String(seq)}`,
-    source: '/bench',
-    type: 'com.example.bench.created',
-    datacontenttype: 'application/json',
-    data: new TextEncoder().encode(`{"n":${String(seq)},"payload":"${'x'.repeat(100)}"}`),
-  });
-  const req = toHttpRequest(event, 'binary');
+  const req = singleEventRequest();
   return { headers: req.headers, body: req.body, events: 1 };
 };
 
@@ -88,7 +38,7 @@ const batchOf10: Body = () => {
   const events = Array.from({ length: 10 }, () => {
     seq += 1;
     return makeEvent({
-      id: `bench-${String(seq)}`,
+      id: `bench-batch-${String(seq)}`,
       source: '/bench',
       type: 'com.example.bench.created',
       datacontenttype: 'application/json',
@@ -157,9 +107,9 @@ const suite: BenchSuite = {
       });
       await nc.close();
       const env = { EVENTWIRE_NATS_URL: nats.url };
-      const baseline = await startChild('baseline-server.ts', env);
+      const baseline = await startServer('baseline-server.ts', env);
       servers.push(baseline);
-      const ingress = await startChild('ingress-server.ts', {
+      const ingress = await startServer('ingress-server.ts', {
         ...env,
         EVENTWIRE_INGRESS_HOST: '127.0.0.1',
         EVENTWIRE_OPS_HOST: '127.0.0.1',

@@ -2,21 +2,18 @@
 // suite, single binary events only, and it reports the CPU each server process used per
 // 1,000 events (from /proc, Linux only). BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"
 // profiles both servers.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Pool } from 'undici';
-import { makeEvent, toHttpRequest } from '../../src/cloudevents/index.ts';
 import { startNats } from '../../src/devenv/nats.ts';
-import { freePort, waitFor } from '../../src/devenv/processes.ts';
 import { defaultCacheDir, requireTools } from '../../src/devenv/tools.ts';
+import { singleEventRequest, startServer } from './servers.ts';
 
 const ROUND_MS = Number(process.env.BENCH_INGRESS_ROUND_MS ?? 4_000);
 const ROUNDS = Number(process.env.BENCH_INGRESS_ROUNDS ?? 3);
 const IN_FLIGHT = 64;
-const here = import.meta.dirname;
 
 function cpuMs(pid: number): number {
   const fields =
@@ -38,45 +35,6 @@ function pidWhoseCommandHas(text: string): number {
   return 0;
 }
 
-async function start(script: string, env: Record<string, string>) {
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), join(here, script)],
-    {
-      env: {
-        ...process.env,
-        ...env,
-        EVENTWIRE_INGRESS_PORT: String(port),
-        EVENTWIRE_LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
-  const url = `http://127.0.0.1:${String(port)}`;
-  await waitFor(
-    script,
-    async () => (await fetch(url, { method: 'POST' }).catch(() => undefined)) !== undefined,
-    {
-      timeoutMs: 20_000,
-    },
-  );
-  return { url, pid: child.pid ?? 0, child };
-}
-
-let seq = 0;
-function single() {
-  seq += 1;
-  const event = makeEvent({
-    id: `bench-${String(seq)}`,
-    source: '/bench',
-    type: 'com.example.bench.created',
-    datacontenttype: 'application/json',
-    data: new TextEncoder().encode(`{"n":${String(seq)},"payload":"${'x'.repeat(100)}"}`),
-  });
-  return toHttpRequest(event, 'binary');
-}
-
 let natsPid = 0;
 
 async function load(url: string, pid: number, ms: number) {
@@ -90,7 +48,7 @@ async function load(url: string, pid: number, ms: number) {
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
       while (performance.now() < deadline) {
-        const { headers, body } = single();
+        const { headers, body } = singleEventRequest();
         const res = await pool.request({ method: 'POST', path: '/bench/events', headers, body });
         await res.body.dump();
         if (res.statusCode === 202) events += 1;
@@ -127,8 +85,8 @@ await jsm.streams.add({
 await nc.close();
 natsPid = pidWhoseCommandHas(dirname(nats.storeDir));
 const env = { EVENTWIRE_NATS_URL: nats.url };
-const base = await start('baseline-server.ts', env);
-const ours = await start('ingress-server.ts', {
+const base = await startServer('baseline-server.ts', env);
+const ours = await startServer('ingress-server.ts', {
   ...env,
   EVENTWIRE_INGRESS_HOST: '127.0.0.1',
   EVENTWIRE_OPS_HOST: '127.0.0.1',
@@ -147,9 +105,5 @@ for (let r = 0; r < ROUNDS; r += 1) {
     `         ingress  ${f(o)}  ratio ${(o.eps / b.eps).toFixed(2)}, server CPU ${(o.cpuPer1000 / b.cpuPer1000).toFixed(2)}`,
   );
 }
-for (const s of [base, ours]) {
-  const exited = new Promise((r) => s.child.once('exit', r));
-  s.child.kill('SIGTERM');
-  await exited;
-}
+for (const s of [base, ours]) await s.stop();
 await nats.dispose();
