@@ -23,6 +23,63 @@ import { repoRoot } from './helpers.ts';
 const group = 'eventwire.io';
 const version = 'v1alpha1';
 
+interface Created {
+  metadata: { generation: number };
+}
+
+/** Create an eventwire resource in `ns` and return it as the API server stored it. */
+async function createResource(
+  custom: CustomObjectsApi,
+  ns: string,
+  kind: 'EventStream' | 'EventSubscription',
+  metadata: { name: string; labels?: Record<string, string> },
+  spec: object,
+): Promise<Created> {
+  return (await custom.createNamespacedCustomObject({
+    group,
+    version,
+    namespace: ns,
+    plural: `${kind.toLowerCase()}s`,
+    body: { apiVersion: `${group}/${version}`, kind, metadata, spec },
+  })) as Created;
+}
+
+/** Write a Ready status as the controller would (no controller runs in these scenarios). */
+async function writeReadyStatus(
+  custom: CustomObjectsApi,
+  at: { ns: string; plural: 'eventstreams' | 'eventsubscriptions'; name: string },
+  created: Created,
+  status: { reason: string; message: string } & Record<string, unknown>,
+): Promise<void> {
+  const { reason, message, ...rest } = status;
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const generation = created.metadata.generation;
+  await custom.replaceNamespacedCustomObjectStatus({
+    group,
+    version,
+    namespace: at.ns,
+    plural: at.plural,
+    name: at.name,
+    body: {
+      ...created,
+      status: {
+        observedGeneration: generation,
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason,
+            message,
+            lastTransitionTime: now,
+            observedGeneration: generation,
+          },
+        ],
+        ...rest,
+      },
+    },
+  });
+}
+
 export interface ScenarioInput {
   readonly admin: KubeConfig;
   /** kubeconfig file authenticating as the component's ServiceAccount */
@@ -116,18 +173,13 @@ export async function controllerScenario(input: ScenarioInput): Promise<boolean>
   });
   const deadline = Date.now() + input.timeoutMs;
   try {
-    await custom.createNamespacedCustomObject({
-      group,
-      version,
-      namespace: ns,
-      plural: 'eventstreams',
-      body: {
-        apiVersion: `${group}/${version}`,
-        kind: 'EventStream',
-        metadata: { name: 'orders', labels },
-        spec: { subjectPrefix: `rbac${id}`, streamName: `RBAC_${id}`, storage: 'memory' },
-      },
-    });
+    await createResource(
+      custom,
+      ns,
+      'EventStream',
+      { name: 'orders', labels },
+      { subjectPrefix: `rbac${id}`, streamName: `RBAC_${id}`, storage: 'memory' },
+    );
     await admin.makeApiClient(AppsV1Api).createNamespacedDeployment({
       namespace: ns,
       body: {
@@ -144,24 +196,19 @@ export async function controllerScenario(input: ScenarioInput): Promise<boolean>
       },
     });
     for (const name of ['first', 'second']) {
-      await custom.createNamespacedCustomObject({
-        group,
-        version,
-        namespace: ns,
-        plural: 'eventsubscriptions',
-        body: {
-          apiVersion: `${group}/${version}`,
-          kind: 'EventSubscription',
-          metadata: { name, labels },
-          spec: {
-            stream: { name: 'orders' },
-            sink: {
-              ref: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'handler', port: 8080 },
-              uri: '/events',
-            },
+      await createResource(
+        custom,
+        ns,
+        'EventSubscription',
+        { name, labels },
+        {
+          stream: { name: 'orders' },
+          sink: {
+            ref: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'handler', port: 8080 },
+            uri: '/events',
           },
         },
-      });
+      );
     }
     const get = (plural: string, name: string): Promise<unknown> =>
       custom.getNamespacedCustomObject({ group, version, namespace: ns, plural, name });
@@ -214,59 +261,19 @@ export async function dispatcherScenario(input: ScenarioInput): Promise<boolean>
   });
   const deadline = Date.now() + input.timeoutMs;
   try {
-    await custom.createNamespacedCustomObject({
-      group,
-      version,
-      namespace: ns,
-      plural: 'eventstreams',
-      body: {
-        apiVersion: `${group}/${version}`,
-        kind: 'EventStream',
-        metadata: { name: 'shop' },
-        spec: { subjectPrefix: s.prefix },
-      },
-    });
-    const created = (await custom.createNamespacedCustomObject({
-      group,
-      version,
-      namespace: ns,
-      plural: 'eventsubscriptions',
-      body: {
-        apiVersion: `${group}/${version}`,
-        kind: 'EventSubscription',
-        metadata: { name: 'orders' },
-        spec: {
-          stream: { name: 'shop' },
-          sink: { uri: `${sink.url}/events` },
-          delivery: { retry: 0 },
-        },
-      },
-    })) as { metadata: { generation: number } };
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    await custom.replaceNamespacedCustomObjectStatus({
-      group,
-      version,
-      namespace: ns,
-      plural: 'eventsubscriptions',
-      name: 'orders',
-      body: {
-        ...created,
-        status: {
-          observedGeneration: created.metadata.generation,
-          conditions: [
-            {
-              type: 'Ready',
-              status: 'True',
-              reason: 'Ready',
-              message: 'ready',
-              lastTransitionTime: now,
-              observedGeneration: created.metadata.generation,
-            },
-          ],
-          sinkUri: `${sink.url}/events`,
-          consumer: { stream: s.name, name: s.consumer },
-        },
-      },
+    await createResource(custom, ns, 'EventStream', { name: 'shop' }, { subjectPrefix: s.prefix });
+    const created = await createResource(
+      custom,
+      ns,
+      'EventSubscription',
+      { name: 'orders' },
+      { stream: { name: 'shop' }, sink: { uri: `${sink.url}/events` }, delivery: { retry: 0 } },
+    );
+    await writeReadyStatus(custom, { ns, plural: 'eventsubscriptions', name: 'orders' }, created, {
+      reason: 'Ready',
+      message: 'ready',
+      sinkUri: `${sink.url}/events`,
+      consumer: { stream: s.name, name: s.consumer },
     });
     await publish(n, s.prefix, [event(1)]);
     const core = admin.makeApiClient(CoreV1Api);
@@ -304,42 +311,17 @@ export async function ingressScenario(input: ScenarioInput): Promise<boolean> {
   });
   const deadline = Date.now() + input.timeoutMs;
   try {
-    const created: unknown = await custom.createNamespacedCustomObject({
-      group,
-      version,
-      namespace: ns,
-      plural: 'eventstreams',
-      body: {
-        apiVersion: `${group}/${version}`,
-        kind: 'EventStream',
-        metadata: { name: 'shop' },
-        spec: { subjectPrefix: s.prefix },
-      },
-    });
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    await custom.replaceNamespacedCustomObjectStatus({
-      group,
-      version,
-      namespace: ns,
-      plural: 'eventstreams',
-      name: 'shop',
-      body: {
-        ...(created as object),
-        status: {
-          observedGeneration: 1,
-          streamName: s.name,
-          conditions: [
-            {
-              type: 'Ready',
-              status: 'True',
-              reason: 'StreamReady',
-              message: 'ok',
-              lastTransitionTime: now,
-              observedGeneration: 1,
-            },
-          ],
-        },
-      },
+    const created = await createResource(
+      custom,
+      ns,
+      'EventStream',
+      { name: 'shop' },
+      { subjectPrefix: s.prefix },
+    );
+    await writeReadyStatus(custom, { ns, plural: 'eventstreams', name: 'shop' }, created, {
+      reason: 'StreamReady',
+      message: 'ok',
+      streamName: s.name,
     });
     const req = toHttpRequest(
       makeEvent({ id: randomUUID(), source: '/rbac', type: 'com.example.rbac' }),
