@@ -50,7 +50,8 @@ export function isBinaryMode(headers: ReadonlyMap<string, string>): boolean {
 
 function readCeHeaders(headers: ReadonlyMap<string, string>): Record<string, unknown> {
   const attrs: Record<string, unknown> = {};
-  const extensions: Record<string, string> = {};
+  // entries, not assignments: a header named ce-__proto__ must stay an extension (and be refused)
+  const extensions = new Map<string, string>();
   for (const [name, raw] of headers) {
     if (!name.startsWith('ce-')) continue;
     const attr = name.slice(3);
@@ -58,16 +59,14 @@ function readCeHeaders(headers: ReadonlyMap<string, string>): Record<string, unk
     if (HEADER_ATTRIBUTES.has(attr)) {
       attrs[attr] = value;
     } else if (attr !== 'datacontenttype') {
-      extensions[attr] = value;
+      extensions.set(attr, value);
     }
   }
   for (const name of TRACE_HEADERS) {
     const plain = headers.get(name);
-    if (extensions[name] === undefined && plain !== undefined) {
-      extensions[name] = plain;
-    }
+    if (!extensions.has(name) && plain !== undefined) extensions.set(name, plain);
   }
-  return { ...attrs, extensions };
+  return { ...attrs, extensions: Object.fromEntries(extensions) };
 }
 
 /**

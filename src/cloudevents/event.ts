@@ -40,8 +40,11 @@ const ATTRIBUTE_NAME = /^[a-z0-9]+$/;
 export const RECOMMENDED_MAX_NAME_LENGTH = 20;
 // RFC 3339 date-time (upper or lower case T/Z, optional fraction, Z or offset)
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-// RFC 2046 type/subtype with optional parameters
-const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*(;.*)?$/;
+// RFC 9110 type/subtype with optional parameters, in printable ASCII (space and tab allowed in
+// the parameters): the value becomes a Content-Type header of HTTP and NATS messages, which
+// cannot carry line breaks or other control characters
+const MEDIA_TYPE =
+  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*(;[\t\x20-\x7e]*)?$/;
 
 /**
  * A name the spec allows for an attribute: lower-case ASCII letters and digits (MUST).
@@ -143,7 +146,7 @@ function checkOptional(event: CloudEvent): InvalidEventError | undefined {
     return invalid(
       'datacontenttype',
       `attribute datacontenttype ${JSON.stringify(event.datacontenttype)} is not a media type`,
-      'use a media type like application/json',
+      'use a media type like application/json, in printable ASCII without line breaks',
     );
   }
   return undefined;

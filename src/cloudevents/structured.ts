@@ -1,8 +1,9 @@
 // The JSON event format (structured mode and batches). Data is inlined as JSON when
-// datacontenttype is JSON or absent and the bytes parse as JSON, as a string for textual media
-// types, and as `data_base64` otherwise. JSON data therefore comes back re-serialised (same
-// value, compact formatting). Extension values of JSON type number or boolean are read as their canonical
-// string form; `null` members are absent.
+// datacontenttype is JSON or absent and the bytes are JSON, as a string for textual media
+// types, and as `data_base64` otherwise. JSON data is embedded as the text it was (never
+// parsed and re-serialised, so any depth the bytes have is written); reading a JSON-format
+// event re-serialises `data` compactly. Extension values of JSON type number or boolean are
+// read as their canonical string form; `null` members are absent.
 import { InvalidEventError } from './errors.ts';
 import {
   checked,
@@ -27,30 +28,32 @@ function tryText(data: Uint8Array): string | undefined {
   }
 }
 
-function tryJson(text: string): { value: unknown } | undefined {
+function isJson(text: string): boolean {
   try {
-    return { value: JSON.parse(text) as unknown };
+    JSON.parse(text); // iterative in V8: never a RangeError, whatever the depth
+    return true;
   } catch {
-    return undefined; // not JSON: carried as a string or data_base64 instead
+    return false; // not JSON: carried as a string or data_base64 instead
   }
 }
 
-/** The data members of the JSON format for an event's data. */
-function dataMembers(event: CloudEvent): Record<string, unknown> {
-  if (event.data === undefined || event.data.length === 0) return {};
+/**
+ * The data members of the JSON format for an event's data; JSON data as its text (`json`),
+ * to be embedded as it is.
+ */
+function dataMembers(event: CloudEvent): { json?: string; members: Record<string, unknown> } {
+  if (event.data === undefined || event.data.length === 0) return { members: {} };
   const text = tryText(event.data);
   // JSON types, and no datacontenttype at all (which the JSON format reads as JSON)
   const jsonish = isJsonMediaType(event.datacontenttype) || event.datacontenttype === undefined;
-  if (text !== undefined && jsonish) {
-    const parsed = tryJson(text);
-    if (parsed !== undefined) return { data: parsed.value };
+  if (text !== undefined && jsonish && isJson(text)) return { json: text, members: {} };
+  if (text !== undefined && isTextMediaType(event.datacontenttype)) {
+    return { members: { data: text } };
   }
-  if (text !== undefined && isTextMediaType(event.datacontenttype)) return { data: text };
-  return { data_base64: Buffer.from(event.data).toString('base64') };
+  return { members: { data_base64: Buffer.from(event.data).toString('base64') } };
 }
 
-/** The JSON-format object of an event (before stringification). */
-export function toJsonObject(event: CloudEvent): Record<string, unknown> {
+function attributeMembers(event: CloudEvent): Record<string, unknown> {
   const out: Record<string, unknown> = {
     specversion: event.specversion,
     id: event.id,
@@ -61,17 +64,35 @@ export function toJsonObject(event: CloudEvent): Record<string, unknown> {
     if (event[name] !== undefined) out[name] = event[name];
   }
   for (const [name, value] of Object.entries(event.extensions)) out[name] = value;
-  return { ...out, ...dataMembers(event) };
+  return out;
+}
+
+/**
+ * The JSON-format object of an event (before stringification); JSON data parsed. Prefer
+ * `toStructuredBody`, which embeds JSON data without parsing it.
+ */
+export function toJsonObject(event: CloudEvent): Record<string, unknown> {
+  const { json, members } = dataMembers(event);
+  const data = json === undefined ? members : { data: JSON.parse(json) as unknown };
+  return { ...attributeMembers(event), ...data };
+}
+
+/** One event as JSON-format text: JSON data embedded as the text it is (never a RangeError). */
+function structuredText(event: CloudEvent): string {
+  const { json, members } = dataMembers(event);
+  const text = JSON.stringify({ ...attributeMembers(event), ...members });
+  // the object always has members (specversion...): insert before its closing brace
+  return json === undefined ? text : `${text.slice(0, -1)},"data":${json}}`;
 }
 
 /** Serialises one event in the JSON format. */
 export function toStructuredBody(event: CloudEvent): Uint8Array {
-  return utf8.encode(JSON.stringify(toJsonObject(event)));
+  return utf8.encode(structuredText(event));
 }
 
 /** Serialises a batch in the JSON batch format. */
 export function toBatchBody(events: readonly CloudEvent[]): Uint8Array {
-  return utf8.encode(JSON.stringify(events.map(toJsonObject)));
+  return utf8.encode(`[${events.map(structuredText).join(',')}]`);
 }
 
 interface Failure {
@@ -156,14 +177,30 @@ function decodeData(
   // a string with a non-JSON content type is the text itself; everything else is a JSON value
   if (typeof obj.data === 'string' && ct !== undefined && !isJsonMediaType(ct))
     return { ok: true, data: utf8.encode(obj.data) };
-  return { ok: true, data: utf8.encode(JSON.stringify(obj.data)) };
+  return reserialised(obj.data);
+}
+
+/** JSON data read from a JSON-format event, as compact JSON text. */
+function reserialised(data: unknown): { ok: true; data: Uint8Array } | Failure {
+  try {
+    return { ok: true, data: utf8.encode(JSON.stringify(data)) };
+  } catch (cause) {
+    // JSON.stringify recurses: data nested thousands of levels deep exhausts the stack
+    const error = new InvalidEventError('bad-json', 'data is nested too deeply to be read', {
+      field: 'data',
+      fix: 'send JSON data nested less deeply',
+      cause,
+    });
+    return { ok: false, error };
+  }
 }
 
 function readAttributes(
   obj: Record<string, unknown>,
 ): { ok: true; attrs: Record<string, unknown>; extensions: Record<string, string> } | Failure {
   const attrs: Record<string, unknown> = {};
-  const extensions: Record<string, string> = {};
+  // entries, not assignments: a member named __proto__ must stay a member (and be refused)
+  const extensions: [string, string][] = [];
   for (const [name, value] of Object.entries(obj)) {
     if (name === 'data' || name === 'data_base64' || value === null) continue;
     if (CORE_ATTRIBUTES.has(name)) {
@@ -185,9 +222,9 @@ function readAttributes(
         `extension ${name} must be a string, integer or boolean`,
         'send extension values as JSON strings, integers or booleans',
       );
-    extensions[name] = ext;
+    extensions.push([name, ext]);
   }
-  return { ok: true, attrs, extensions };
+  return { ok: true, attrs, extensions: Object.fromEntries(extensions) };
 }
 
 /** Reads one event from a parsed JSON-format value (an object), validating it. */
