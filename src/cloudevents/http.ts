@@ -56,8 +56,8 @@ function modeOf(headers: ReadonlyMap<string, string>): Mode {
   return isBinaryMode(headers) ? 'binary' : 'none';
 }
 
-const NOT_ASCII = /[^\x00-\x7f]/;
-const LATIN1_ONLY = /^[\x00-\xff]*$/;
+const NOT_ASCII = /[\u0080-\uffff]/;
+const BEYOND_LATIN1 = /[\u0100-\uffff]/;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** The attribute an HTTP header carries in binary mode, if any. */
@@ -77,7 +77,7 @@ function attributeOfHeader(name: string): string | undefined {
 function httpHeaders(raw: HeadersLike | undefined): Map<string, string> | InvalidEventError {
   const headers = normalizeHeaders(raw);
   for (const [name, value] of headers) {
-    if (!NOT_ASCII.test(value) || !LATIN1_ONLY.test(value)) continue;
+    if (!NOT_ASCII.test(value) || BEYOND_LATIN1.test(value)) continue;
     const attribute = attributeOfHeader(name);
     if (attribute === undefined) continue;
     try {

@@ -36,7 +36,6 @@ function endOfString(text: Uint8Array, start: number): number {
 }
 
 function memberName(text: Uint8Array, start: number, end: number): string | undefined {
-  if (start < 0) return undefined;
   try {
     const name: unknown = JSON.parse(
       Buffer.from(text.buffer, text.byteOffset + start, end + 1 - start).toString(),
@@ -45,6 +44,24 @@ function memberName(text: Uint8Array, start: number, end: number): string | unde
   } catch {
     return undefined; // not a JSON string: the caller names the whole value
   }
+}
+
+/** The scan's position: depth, batch index, and the member being read at the event's level. */
+interface ScanState {
+  depth: number;
+  index: number;
+  /** the last string at the event's own level (a member name when `:` follows it) */
+  string: [number, number] | undefined;
+  /** the member whose value is being scanned */
+  member: [number, number] | undefined;
+}
+
+function opened(text: Uint8Array, s: ScanState, own: number, limit: number): DeepJson | undefined {
+  if (s.depth === own) s.member = s.string;
+  s.depth += 1;
+  if (s.depth <= limit) return undefined;
+  const member = s.member === undefined ? undefined : memberName(text, ...s.member);
+  return member === undefined ? {} : { member };
 }
 
 /**
@@ -59,33 +76,21 @@ export function findDeepJson(
 ): DeepJson | undefined {
   const own = OWN_LEVELS[container];
   const limit = maxDepth + own;
-  let depth = 0;
-  let index = 0;
-  let stringStart = -1; // the last string at the event's own level: a member name before `:`
-  let stringEnd = -1;
-  let memberStart = -1;
-  let memberEnd = -1;
+  const s: ScanState = { depth: 0, index: 0, string: undefined, member: undefined };
   for (let i = 0; i < text.length; i += 1) {
     const byte = text[i];
     if (byte === QUOTE) {
       const end = endOfString(text, i);
-      if (depth === own) [stringStart, stringEnd] = [i, end];
+      if (s.depth === own && own > 0) s.string = [i, end];
       i = end;
     } else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) {
-      if (depth === own) [memberStart, memberEnd] = [stringStart, stringEnd];
-      depth += 1;
-      if (depth > limit) {
-        const member = own === 0 ? undefined : memberName(text, memberStart, memberEnd);
-        return {
-          ...(container === 'batch' ? { index } : {}),
-          ...(member === undefined ? {} : { member }),
-        };
-      }
+      const found = opened(text, s, own, limit);
+      if (found !== undefined) return container === 'batch' ? { ...found, index: s.index } : found;
     } else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) {
-      depth -= 1;
-      if (depth < own) [stringStart, memberStart] = [-1, -1];
-    } else if (byte === COMMA && depth === 1 && container === 'batch') {
-      index += 1;
+      s.depth -= 1;
+      if (s.depth < own) [s.string, s.member] = [undefined, undefined];
+    } else if (byte === COMMA && s.depth === 1 && container === 'batch') {
+      s.index += 1;
     }
   }
   return undefined;
