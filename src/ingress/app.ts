@@ -3,6 +3,8 @@
 // (403), stream (404 / 503), producer namespace (403), body size (413), decoding and
 // validation of every event (400 / 413 / 415, nothing published), NATS connection (503),
 // then every event is published concurrently and 202 is answered once all PubAcks arrived.
+// An answer given before the whole body was read closes the connection: the rest of the
+// body is never read.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -14,7 +16,13 @@ import { readBody } from './body.ts';
 import { HttpProblem, PROBLEM_CONTENT_TYPE } from './problem.ts';
 import { encodeForNats, PublishError, publishEncoded, type EncodedEvent } from './publisher.ts';
 import { allowsPublisher, type StreamDirectory, type StreamTarget } from './streams.ts';
-import { eventChecker, smallestLimit, SubjectCache, tooLargeForStream } from './validate.ts';
+import {
+  eventChecker,
+  MAX_JSON_DEPTH,
+  smallestLimit,
+  SubjectCache,
+  tooLargeForStream,
+} from './validate.ts';
 
 export interface IngressDeps {
   readonly streams: StreamDirectory;
@@ -62,7 +70,11 @@ async function authorize(
   where: { namespace: string; stream: string },
 ): Promise<Caller> {
   const token = bearerToken(req.headers.authorization);
-  const fix = 'send Authorization: Bearer <a ServiceAccount token>';
+  const audience = authorizer.audiences?.[0];
+  const fix =
+    audience === undefined
+      ? 'send Authorization: Bearer <a ServiceAccount token>'
+      : `send Authorization: Bearer <a ServiceAccount token for audience ${audience}> (kubectl create token <serviceaccount> --audience ${audience}, or a projected token with that audience)`;
   if (token === undefined) {
     throw new HttpProblem(401, 'unauthenticated', 'no bearer token', {
       field: 'authorization',
@@ -153,7 +165,7 @@ function encodeAll(
   const max = smallestLimit(target.maxMsgSize, deps.serverMaxPayload());
   return decoded.events.map((event, index) => {
     const prefix = target.subjectPrefix;
-    const encoded = encodeForNats(prefix, event, subjects.subjectFor(prefix, event.type));
+    const encoded = encodeForNats(target, event, subjects.subjectFor(prefix, event.type));
     if (max !== undefined && encoded.size > max) {
       const error = tooLargeForStream(event, encoded.size, max);
       throw HttpProblem.fromInvalidEvent(decoded.batch ? error.atIndex(index) : error);
@@ -191,7 +203,10 @@ function publishHandler(deps: IngressDeps): PublishHandler {
     const body = await readBody(req, deps.maxBodyBytes);
     if (body instanceof HttpProblem) throw body;
     const checkEvent = eventChecker(target.subjectPrefix, subjects);
-    const decoded = fromHttpRequest({ headers: req.headers, body }, { checkEvent });
+    const decoded = fromHttpRequest(
+      { headers: req.headers, body },
+      { checkEvent, maxJsonDepth: MAX_JSON_DEPTH },
+    );
     if (!decoded.ok) throw HttpProblem.fromInvalidEvent(decoded.error);
     const encoded = encodeAll(deps, target, decoded, subjects);
     await nextTurn();
@@ -235,6 +250,9 @@ function errorHandler(deps: IngressDeps) {
       deps.log.warn({ err: problem, path: req.path }, 'ingress request not accepted');
     }
     if (problem.retryAfter !== undefined) res.setHeader('retry-after', String(problem.retryAfter));
+    // the body was not read to its end (413, or an answer before reading it): close the
+    // connection once the answer is written rather than read whatever the client still sends
+    if (!req.complete) res.setHeader('connection', 'close');
     if (problem.status === 401) res.setHeader('www-authenticate', 'Bearer');
     res.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem.body()));
   };
@@ -270,11 +288,17 @@ function observer(metrics: IngressMetrics): (res: ServerResponse) => void {
 }
 
 /**
- * The paths the fast path takes: two plain segments (no percent-encoding, query, fragment
- * or trailing slash), which Express would route to `/:namespace/:stream` with the segments
- * as they are. Everything else goes through Express.
+ * The only path events are published on: two plain segments, without percent-encoding or a
+ * trailing slash (names of namespaces and EventStreams never need encoding; an encoded alias
+ * would slip past path-based rules of proxies in front of the ingress). A query string is
+ * ignored.
  */
-const FAST_PATH = /^\/([^/?#%]+)\/([^/?#%]+)$/;
+const PUBLISH_PATH = /^\/([^/?#%]+)\/([^/?#%]+)$/;
+
+function pathOf(url: string): string {
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
 
 /**
  * The request listener of the producers' port. `POST /<namespace>/<stream>` with a plain
@@ -299,28 +323,27 @@ export function createIngressApp(deps: IngressDeps): RequestListener {
     observe(res);
     next();
   });
-  app.post('/:namespace/:stream', (req: Request, res: Response, next: NextFunction) => {
-    publish(req, res, String(req.params.namespace), String(req.params.stream)).catch(next);
-  });
-  app.all('/:namespace/:stream', (_req, res, next) => {
-    res.setHeader('allow', 'POST');
-    next(
-      new HttpProblem(405, 'method-not-allowed', 'only POST is supported', {
-        fix: 'POST CloudEvents to /<namespace>/<stream>',
-      }),
-    );
-  });
-  app.use((req, _res, next) => {
+  app.use((req, res, next) => {
+    // POST on the publish path never gets here (it is the fast path)
+    if (req.method !== 'POST' && PUBLISH_PATH.test(req.path)) {
+      res.setHeader('allow', 'POST');
+      next(
+        new HttpProblem(405, 'method-not-allowed', 'only POST is supported', {
+          fix: 'POST CloudEvents to /<namespace>/<stream>',
+        }),
+      );
+      return;
+    }
     next(
       new HttpProblem(404, 'not-found', `no route for ${req.method} ${req.path}`, {
         field: 'path',
-        fix: 'POST CloudEvents to /<namespace>/<stream>',
+        fix: 'POST CloudEvents to /<namespace>/<stream>, a plain path without a trailing slash or percent-encoding',
       }),
     );
   });
   app.use(errorHandler(deps));
   return (req, res) => {
-    const m = req.method === 'POST' ? FAST_PATH.exec(req.url ?? '') : null;
+    const m = req.method === 'POST' ? PUBLISH_PATH.exec(pathOf(req.url ?? '')) : null;
     const namespace = m?.[1];
     const stream = m?.[2];
     if (namespace === undefined || stream === undefined) {

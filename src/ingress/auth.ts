@@ -1,5 +1,6 @@
 // Optional authentication and authorization of producers: a bearer token checked with a
-// TokenReview (ServiceAccount tokens, or any token the API server accepts), then a
+// TokenReview for the ingress's own audiences (a ServiceAccount token made for `eventwire`,
+// not one for the API server, unless the API server's audience is configured too), then a
 // SubjectAccessReview for `create` on `eventstreams/publish` (group eventwire.io) named after
 // the stream, in the stream's namespace. Answers are cached for a short time so that a busy
 // producer costs the API server two requests per TTL, not two per event.
@@ -23,6 +24,8 @@ export interface Decision {
 }
 
 export interface Authorizer {
+  /** The token audiences accepted (for the fix of a 401), when the authorizer checks them. */
+  readonly audiences?: readonly string[] | undefined;
   /** The caller a token belongs to, or undefined when the token is not valid. */
   authenticate(token: string): Promise<Caller | undefined>;
   mayPublish(caller: Caller, namespace: string, stream: string): Promise<Decision>;
@@ -73,14 +76,30 @@ class TtlCache<V> {
   }
 }
 
+/**
+ * Whether a TokenReview's answer is for one of `audiences`. The API server answers the
+ * intersection of the token's and the requested audiences; an authenticated answer without
+ * audiences comes from a server that ignored them (the token is then only known to be valid
+ * for the API server itself), so it is refused.
+ */
+export function forAudiences(
+  answered: readonly string[] | undefined,
+  audiences: readonly string[],
+): boolean {
+  return (answered ?? []).some((a) => audiences.includes(a));
+}
+
 /** TokenReview + SubjectAccessReview against the API server of `kubeConfig`. */
 export class KubeAuthorizer implements Authorizer {
+  readonly audiences: readonly string[];
   readonly #authn: AuthenticationV1Api;
   readonly #authz: AuthorizationV1Api;
   readonly #tokens: TtlCache<Caller | null>;
   readonly #decisions: TtlCache<Decision>;
 
-  constructor(kubeConfig: KubeConfig, cacheTtlMs: number) {
+  /** `audiences`: the token audiences accepted (TokenReview `spec.audiences`). */
+  constructor(kubeConfig: KubeConfig, cacheTtlMs: number, audiences: readonly string[]) {
+    this.audiences = audiences;
     this.#authn = kubeConfig.makeApiClient(AuthenticationV1Api);
     this.#authz = kubeConfig.makeApiClient(AuthorizationV1Api);
     this.#tokens = new TtlCache(cacheTtlMs);
@@ -93,13 +112,17 @@ export class KubeAuthorizer implements Authorizer {
     if (cached !== undefined) return cached ?? undefined;
     let review;
     try {
-      review = await this.#authn.createTokenReview({ body: { spec: { token } } });
+      review = await this.#authn.createTokenReview({
+        body: { spec: { token, audiences: [...this.audiences] } },
+      });
     } catch (err) {
       throw new AuthUnavailableError('TokenReview failed', err);
     }
     const user = review.status?.user;
     const caller: Caller | null =
-      review.status?.authenticated === true && user?.username !== undefined
+      review.status?.authenticated === true &&
+      forAudiences(review.status.audiences, this.audiences) &&
+      user?.username !== undefined
         ? {
             username: user.username,
             uid: user.uid,

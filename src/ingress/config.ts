@@ -15,6 +15,8 @@ export interface IngressConfig extends CommonConfig {
   readonly retryAfterSeconds: number;
   /** ServiceAccount tokens (TokenReview) and SubjectAccessReview; off by default */
   readonly auth: boolean;
+  /** token audiences accepted (TokenReview spec.audiences); at least one */
+  readonly authAudiences: readonly string[];
   /** how long a TokenReview / SubjectAccessReview answer is reused */
   readonly authCacheMs: number;
   /**
@@ -45,6 +47,21 @@ export function parseStaticStreams(value: string, variable: string): StaticStrea
     });
 }
 
+/** `a, b`: the accepted token audiences, at least one. */
+function audiences(env: Env, variable: string): string[] {
+  const list = str(env, variable, 'eventwire')
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  if (list.length === 0) {
+    throw new ConfigError(
+      variable,
+      'name at least one token audience, for example eventwire (comma-separated)',
+    );
+  }
+  return list;
+}
+
 export function parseIngressConfig(env: Env): IngressConfig {
   const staticValue = optionalStr(env, 'EVENTWIRE_INGRESS_STATIC_STREAMS');
   const staticStreams =
@@ -66,6 +83,7 @@ export function parseIngressConfig(env: Env): IngressConfig {
     publishTimeoutMs: durationMs(env, 'EVENTWIRE_INGRESS_PUBLISH_TIMEOUT', '5s'),
     retryAfterSeconds: int(env, 'EVENTWIRE_INGRESS_RETRY_AFTER_SECONDS', 1, 1, 3600),
     auth,
+    authAudiences: audiences(env, 'EVENTWIRE_INGRESS_AUTH_AUDIENCES'),
     authCacheMs: durationMs(env, 'EVENTWIRE_INGRESS_AUTH_CACHE_TTL', '10s'),
     ...(staticStreams ? { staticStreams } : {}),
   };

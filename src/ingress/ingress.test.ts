@@ -1,11 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import type { EventStream } from '../api/types.ts';
 import { makeEvent, natsMessageSize } from '../cloudevents/index.ts';
+import { EXT } from '../dispatcher/dead-letter.ts';
 import { serviceAccountNamespace } from './auth.ts';
 import { parseIngressConfig, parseStaticStreams } from './config.ts';
 import { encodeForNats } from './publisher.ts';
 import { allowsPublisher, lookupEventStream } from './streams.ts';
-import { checkData, checkSubject, MAX_SUBJECT_BYTES } from './validate.ts';
+import {
+  checkData,
+  checkReserved,
+  checkSubject,
+  MAX_SUBJECT_BYTES,
+  RESERVED_EXTENSIONS,
+} from './validate.ts';
 
 const enc = new TextEncoder();
 
@@ -120,7 +127,20 @@ describe('checks', () => {
       data: enc.encode('héllo'),
       extensions: { x: 'y' },
     });
-    expect(encodeForNats('p', event).size).toBe(natsMessageSize(event));
+    expect(encodeForNats({ subjectPrefix: 'p' }, event).size).toBe(natsMessageSize(event));
+  });
+  it('counts the Nats-Expected-Stream header a publish to a named stream sends', () => {
+    const event = makeEvent({ id: '1', source: '/s', type: 't', data: enc.encode('x') });
+    const plain = encodeForNats({ subjectPrefix: 'p' }, event).size;
+    const named = encodeForNats({ subjectPrefix: 'p', streamName: 'ORDERS' }, event).size;
+    expect(named - plain).toBe('\r\nNats-Expected-Stream: ORDERS'.length);
+  });
+  it('reserves every extension the dispatcher writes, and only those', () => {
+    expect([...RESERVED_EXTENSIONS].sort()).toEqual(Object.values(EXT).sort());
+    const forged = makeEvent({ id: '1', source: '/s', type: 't', extensions: { ewhops: '-20' } });
+    expect(checkReserved(forged)).toMatchObject({ field: 'ewhops', httpStatus: 400 });
+    const own = makeEvent({ id: '1', source: '/s', type: 't', extensions: { ewallet: 'x' } });
+    expect(checkReserved(own)).toBeUndefined();
   });
 });
 
@@ -131,6 +151,16 @@ describe('config', () => {
     expect(cfg.maxBodyBytes).toBe(1_048_576);
     expect(cfg.port).toBe(8080);
     expect(cfg.opsPort).toBe(8081);
+    expect(cfg.authAudiences).toEqual(['eventwire']);
+  });
+  it('parses the accepted token audiences and refuses an empty list', () => {
+    const cfg = parseIngressConfig({
+      EVENTWIRE_INGRESS_AUTH_AUDIENCES: 'eventwire, https://kubernetes.default.svc ,',
+    });
+    expect(cfg.authAudiences).toEqual(['eventwire', 'https://kubernetes.default.svc']);
+    expect(() => parseIngressConfig({ EVENTWIRE_INGRESS_AUTH_AUDIENCES: ' , ' })).toThrow(
+      /EVENTWIRE_INGRESS_AUTH_AUDIENCES/,
+    );
   });
   it('parses static streams and names the variable on errors', () => {
     expect(parseStaticStreams('a/b=S:p.q, c/d=T:r', 'V')).toEqual([

@@ -2,7 +2,12 @@
 // headers, Nats-Msg-Id from source and id) on `<prefix>.enc(type)`, waiting for every PubAck.
 // Shared by the ingress and `eventwire publish --nats`.
 import { JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
-import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import {
+  headers as natsHeaders,
+  InvalidArgumentError,
+  type MsgHdrs,
+  type NatsConnection,
+} from '@nats-io/nats-core';
 import { toNatsMessage, type CloudEvent } from '../cloudevents/index.ts';
 import { subjectFor } from '../jetstream/subject.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -17,37 +22,44 @@ export interface EncodedEvent {
 }
 
 const HEADER_BLOCK = 'NATS/1.0\r\n\r\n'.length + 'Nats-Msg-Id: \r\n'.length;
+/** The header JetStream's `expect.streamName` adds (`Nats-Expected-Stream: <name>\r\n`). */
+const EXPECTED_STREAM_HEADER = 'Nats-Expected-Stream: \r\n'.length;
+
+export interface PublishTarget {
+  /** when set, JetStream refuses the event unless this stream captures its subject */
+  readonly streamName?: string | undefined;
+  readonly subjectPrefix: string;
+}
 
 /**
- * The subject, payload, headers and message id an event is published with. `subject`, when
- * given, is `subjectFor(subjectPrefix, event.type)` computed by the caller.
+ * The subject, payload, headers and message id an event is published with to `target`, and
+ * the size NATS compares with max_payload and JetStream with max_msg_size: payload and every
+ * header the publish sends, the stream expectation included. `subject`, when given, is
+ * `subjectFor(target.subjectPrefix, event.type)` computed by the caller.
  */
 export function encodeForNats(
-  subjectPrefix: string,
+  target: PublishTarget,
   event: CloudEvent,
   subject?: string,
 ): EncodedEvent {
   const msg = toNatsMessage(event);
   const headers = natsHeaders();
   let headerBytes = HEADER_BLOCK + msg.msgId.length;
+  if (target.streamName !== undefined) {
+    headerBytes += EXPECTED_STREAM_HEADER + Buffer.byteLength(target.streamName);
+  }
   for (const [name, value] of Object.entries(msg.headers)) {
     // the names are unique: append is set without set's search for an earlier value
     headers.append(name, value);
     headerBytes += name.length + Buffer.byteLength(value) + 4;
   }
   return {
-    subject: subject ?? subjectFor(subjectPrefix, event.type),
+    subject: subject ?? subjectFor(target.subjectPrefix, event.type),
     data: msg.data,
     headers,
     msgID: msg.msgId,
     size: headerBytes + msg.data.length,
   };
-}
-
-export interface PublishTarget {
-  /** when set, JetStream refuses the event unless this stream captures its subject */
-  readonly streamName?: string | undefined;
-  readonly subjectPrefix: string;
 }
 
 export interface PublishResult {
@@ -73,7 +85,30 @@ export class PublishError extends Error {
 const MAX_PAYLOAD_EXCEEDED = 10054;
 const STREAM_NOT_MATCH = 10060;
 
+/** The error and its causes, outermost first (nats.js wraps a client error in RequestError). */
+function* causes(err: unknown): Generator {
+  for (let e = err, depth = 0; e !== undefined && depth < 8; depth += 1) {
+    yield e;
+    e = e instanceof Error ? e.cause : undefined;
+  }
+}
+
+/** nats.js refused the message before sending it: payload and headers exceed max_payload. */
+function overMaxPayload(err: unknown): boolean {
+  for (const e of causes(err)) {
+    if (e instanceof InvalidArgumentError && e.message.includes('max_payload')) return true;
+  }
+  return false;
+}
+
 function classify(err: unknown): PublishError {
+  if (overMaxPayload(err)) {
+    return new PublishError(
+      'too-large',
+      "the event is larger than the NATS server's max_payload",
+      err,
+    );
+  }
   if (err instanceof JetStreamApiError) {
     if (err.code === MAX_PAYLOAD_EXCEEDED) {
       return new PublishError('too-large', 'JetStream refused the message as too large', err);
@@ -100,7 +135,7 @@ export function publishEvents(
   events: readonly CloudEvent[],
   timeoutMs: number,
 ): Promise<PublishResult> {
-  const encoded = events.map((event) => encodeForNats(target.subjectPrefix, event));
+  const encoded = events.map((event) => encodeForNats(target, event));
   return publishEncoded(js, target.streamName, encoded, timeoutMs);
 }
 

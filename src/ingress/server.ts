@@ -5,9 +5,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { jetstream } from '@nats-io/jetstream';
-import { connectNats } from '../jetstream/connection.ts';
+import { closeNats, connectNats } from '../jetstream/connection.ts';
 import { startOpsServer } from '../observability/http-server.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
+import { runStopSteps } from '../util/shutdown.ts';
 import { createIngressApp } from './app.ts';
 import { KubeAuthorizer, type Authorizer } from './auth.ts';
 import type { IngressConfig } from './config.ts';
@@ -73,7 +74,7 @@ async function startKube(cfg: IngressConfig, o: IngressOverrides, log: Logger): 
   const authorizer =
     o.authorizer ??
     (cfg.auth && kubeConfig !== undefined
-      ? new KubeAuthorizer(kubeConfig, cfg.authCacheMs)
+      ? new KubeAuthorizer(kubeConfig, cfg.authCacheMs, cfg.authAudiences)
       : undefined);
   if (o.streams !== undefined)
     return { streams: o.streams, authorizer, stop: () => Promise.resolve() };
@@ -131,11 +132,28 @@ export async function startIngress(
     port,
     opsPort: ops.port,
     metrics,
+    // ends within the publish timeout + 5 s even when NATS or the API server is gone
     close: async () => {
-      await closeServer(server);
-      await ops.close();
-      await kube.stop();
-      await nc.drain();
+      const unfinished = await runStopSteps(
+        [
+          {
+            name: 'finish requests in progress',
+            timeoutMs: cfg.publishTimeoutMs + 1_000,
+            run: () => closeServer(server),
+          },
+          { name: 'close the ops server', timeoutMs: 1_000, run: () => ops.close() },
+          { name: 'stop the stream directory', timeoutMs: 1_000, run: () => kube.stop() },
+          {
+            name: 'close the NATS connection',
+            timeoutMs: 2_500,
+            run: () => closeNats(nc, log, 2_000),
+          },
+        ],
+        log,
+      );
+      // requests still open past their deadline are cut
+      server.closeAllConnections();
+      log.info({ unfinished }, 'ingress stopped');
     },
   };
 }

@@ -1,6 +1,7 @@
 // What the ingress checks beyond the CloudEvents core (src/cloudevents validates attributes,
-// names, specversion and the bindings): data against its datacontenttype, the subject the
-// type encodes to, and the message size against the stream's and the server's limits.
+// names, specversion and the bindings): data against its datacontenttype, how deeply JSON
+// data nests, extensions only eventwire may write, the subject the type encodes to, and the
+// message size against the stream's and the server's limits.
 import {
   InvalidEventError,
   isJsonMediaType,
@@ -14,6 +15,44 @@ import { subjectFor } from '../jetstream/subject.ts';
  * max_control_line (4 KiB by default), which holds the subject, the reply inbox and sizes.
  */
 export const MAX_SUBJECT_BYTES = 3072;
+
+/**
+ * Deepest nesting of arrays and objects accepted in JSON data. Every handler's JSON parser must
+ * read what the ingress stores: .NET (System.Text.Json and Json.NET) refuse more than 64 levels
+ * by default, Ruby 100, serde_json 128; Node's JSON.stringify breaks at a few thousand.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Extensions the dispatcher writes (src/dispatcher/dead-letter.ts EXT) and trusts on events it
+ * reads back: a producer may not set them. Exactly these names, not every `ew` prefix.
+ */
+export const RESERVED_EXTENSIONS: ReadonlySet<string> = new Set([
+  'ewhops',
+  'ewerrorcode',
+  'ewerrordest',
+  'ewerrorreason',
+  'ewerrordata',
+  'ewattempts',
+  'ewsubscription',
+  'ewnatssubject',
+]);
+
+/** A producer's event may not carry the extensions eventwire itself writes. */
+export function checkReserved(event: CloudEvent): InvalidEventError | undefined {
+  for (const name of Object.keys(event.extensions)) {
+    if (!RESERVED_EXTENSIONS.has(name)) continue;
+    return new InvalidEventError(
+      'invalid-attribute-name',
+      `extension ${name} is reserved for eventwire and may not be sent by producers`,
+      {
+        field: name,
+        fix: 'remove the extension (to replay a dead letter, remove every reserved ew* extension first)',
+      },
+    );
+  }
+  return undefined;
+}
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -114,7 +153,8 @@ export function eventChecker(
   subjectPrefix: string,
   subjects?: SubjectCache,
 ): (event: CloudEvent) => InvalidEventError | undefined {
-  return (event) => checkData(event) ?? checkSubject(subjectPrefix, event, subjects);
+  return (event) =>
+    checkReserved(event) ?? checkData(event) ?? checkSubject(subjectPrefix, event, subjects);
 }
 
 /** An event whose NATS message exceeds `maxBytes` (the stream's or the server's limit). */

@@ -1,7 +1,9 @@
 // The ingress with Kubernetes: streams resolved from EventStreams on a real kube-apiserver
 // (through the informer; status written via the status subresource, as no controller runs
 // here), ServiceAccount tokens checked by TokenReview and publishing authorized by
-// SubjectAccessReview (create on eventstreams/publish), and allowedNamespaces.
+// SubjectAccessReview (create on eventstreams/publish), and allowedNamespaces. Tokens are
+// real TokenRequest tokens: for the ingress's audience (`eventwire`), and for the API
+// server's own audience, which the ingress refuses unless configured to accept it.
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -27,6 +29,8 @@ import {
 const group = 'eventwire.io';
 const version = 'v1alpha1';
 const plural = 'eventstreams';
+/** The API server's audience: its --service-account-issuer (src/devenv/control-plane.ts). */
+const API_SERVER_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
 
 describe('ingress with Kubernetes authentication, authorization and EventStreams', () => {
   const kc = new KubeConfig();
@@ -40,10 +44,12 @@ describe('ingress with Kubernetes authentication, authorization and EventStreams
   const otherNs = `ingress-other-${String(process.pid)}`;
   const jsStream = unique('AUTH');
   const prefix = unique('auth');
-  const tokens: Record<'allowed' | 'denied' | 'outsider', string> = {
+  const tokens: Record<'allowed' | 'denied' | 'outsider' | 'apiServer' | 'other', string> = {
     allowed: '',
     denied: '',
     outsider: '',
+    apiServer: '',
+    other: '',
   };
 
   async function eventStream(name: string, spec: Record<string, unknown>, ready: boolean) {
@@ -93,12 +99,19 @@ describe('ingress with Kubernetes authentication, authorization and EventStreams
     });
   }
 
-  async function serviceAccountToken(namespace: string, name: string): Promise<string> {
-    await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
+  /** A token as `kubectl create token <name> --audience <audience>` makes it. */
+  async function serviceAccountToken(
+    namespace: string,
+    name: string,
+    audiences: string[] = ['eventwire'],
+    create = true,
+  ): Promise<string> {
+    if (create)
+      await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
     const req = await core.createNamespacedServiceAccountToken({
       name,
       namespace,
-      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+      body: { spec: { audiences, expirationSeconds: 3600 } },
     });
     return req.status?.token ?? '';
   }
@@ -116,6 +129,9 @@ describe('ingress with Kubernetes authentication, authorization and EventStreams
     tokens.allowed = await serviceAccountToken(ns, 'producer');
     tokens.denied = await serviceAccountToken(ns, 'stranger');
     tokens.outsider = await serviceAccountToken(otherNs, 'outsider');
+    // the same permitted ServiceAccount, with the API server's audience (audiences: []) and another
+    tokens.apiServer = await serviceAccountToken(ns, 'producer', [], false);
+    tokens.other = await serviceAccountToken(ns, 'producer', ['someone-else'], false);
     await rbac.createNamespacedRole({
       namespace: ns,
       body: {
@@ -159,7 +175,7 @@ describe('ingress with Kubernetes authentication, authorization and EventStreams
   });
 
   let seq = 0;
-  function send(stream: string, token?: string): Promise<Answer> {
+  function send(stream: string, token?: string, base = ingress.url): Promise<Answer> {
     seq += 1;
     const req = toHttpRequest(
       makeEvent({ id: `auth-${String(seq)}`, source: '/auth', type: 'auth.test' }),
@@ -167,7 +183,7 @@ describe('ingress with Kubernetes authentication, authorization and EventStreams
     );
     const auth: Record<string, string> =
       token === undefined ? {} : { authorization: `Bearer ${token}` };
-    return post(`${ingress.url}/${ns}/${stream}`, { ...req.headers, ...auth }, req.body);
+    return post(`${base}/${ns}/${stream}`, { ...req.headers, ...auth }, req.body);
   }
 
   it('answers 401 without a token and with a token the API server does not accept', async () => {
@@ -178,6 +194,35 @@ describe('ingress with Kubernetes authentication, authorization and EventStreams
     expect(none.body.field).toBe('authorization');
     expect((await send('shop', 'not-a-token')).status).toBe(401);
     expect(await messageCount(jsm, jsStream)).toBe(before);
+  });
+
+  it('reviews tokens for its own audience: an eventwire token is accepted, API-server and other audiences get 401', async () => {
+    const before = await messageCount(jsm, jsStream);
+    expect((await send('shop', tokens.allowed)).status).toBe(202);
+    for (const token of [tokens.apiServer, tokens.other]) {
+      const answer = await send('shop', token);
+      expect(answer.status).toBe(401);
+      expect(answer.body.field).toBe('authorization');
+      expect(String(answer.body.fix)).toContain('--audience eventwire');
+    }
+    expect(await messageCount(jsm, jsStream)).toBe(before + 1);
+  });
+
+  it('accepts API-server-audience tokens only when that audience is configured', async () => {
+    const lenient = await startTestIngress({
+      EVENTWIRE_NATS_URL: inject('natsUrl'),
+      KUBECONFIG: inject('kubeconfigPath'),
+      EVENTWIRE_INGRESS_AUTH: 'true',
+      EVENTWIRE_INGRESS_AUTH_CACHE_TTL: '0s',
+      EVENTWIRE_INGRESS_AUTH_AUDIENCES: `eventwire, ${API_SERVER_AUDIENCE}`,
+    });
+    try {
+      expect((await send('shop', tokens.apiServer, lenient.url)).status).toBe(202);
+      expect((await send('shop', tokens.allowed, lenient.url)).status).toBe(202);
+      expect((await send('shop', tokens.other, lenient.url)).status).toBe(401);
+    } finally {
+      await lenient.close();
+    }
   });
 
   it('answers 403 to a ServiceAccount without create on eventstreams/publish', async () => {
