@@ -120,6 +120,7 @@ describe('chart values and CRDs', () => {
       EVENTWIRE_NATS_TLS_CERT_FILE: '/etc/eventwire/nats/tls/tls.crt',
       EVENTWIRE_NATS_TLS_KEY_FILE: '/etc/eventwire/nats/tls/tls.key',
       EVENTWIRE_INGRESS_AUTH: 'true',
+      EVENTWIRE_INGRESS_AUTH_AUDIENCES: 'eventwire',
     });
     expect(spec?.volumes).toContainEqual(
       expect.objectContaining({
@@ -130,6 +131,18 @@ describe('chart values and CRDs', () => {
     expect(kinds(docs)).not.toContain('StatefulSet');
   });
 
+  it('passes the accepted token audiences to the ingress, comma-separated', async () => {
+    const docs = await renderChart({ namespace: 'ew', files: valueSets['all-options'] ?? [] });
+    const ingress = docs.find(
+      (d) => d.kind === 'Deployment' && d.metadata.name.endsWith('ingress'),
+    );
+    const env = podSpecOf(ingress ?? ({} as Manifest))?.containers[0]?.env ?? [];
+    expect(env).toContainEqual({
+      name: 'EVENTWIRE_INGRESS_AUTH_AUDIENCES',
+      value: 'eventwire,https://kubernetes.default.svc.cluster.local',
+    });
+  });
+
   it('refuses unknown keys, wrong types and missing NATS settings (values.schema.json)', async () => {
     const bad: [string[], RegExp][] = [
       [['controler.replicas=2'], /additional properties 'controler' not allowed/],
@@ -138,6 +151,8 @@ describe('chart values and CRDs', () => {
       [['nats.auth.type=creds'], /secretName/],
       [['nats.auth.type=kerberos'], /nats\/auth\/type/],
       [['controller.resyncPeriod=soon'], /resyncPeriod/],
+      [['ingress.auth.audiences={}'], /audiences/],
+      [['ingress.auth.audiences[0]=a b'], /audiences/],
     ];
     for (const [set, message] of bad) {
       await expect(
