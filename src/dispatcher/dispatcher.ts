@@ -22,7 +22,11 @@ import { createLogger, type Logger } from '../observability/logger.ts';
 import type { DispatcherConfig } from './config.ts';
 import { DispatcherMetrics } from './metrics.ts';
 import { workerSpecFor, type WorkerSpec } from './settings.ts';
-import { SubscriptionWorker, type TerminalInfo } from './subscription-worker.ts';
+import {
+  SubscriptionWorker,
+  type TerminalInfo,
+  type WorkerAlert,
+} from './subscription-worker.ts';
 
 export interface DispatcherDeps {
   readonly kubeConfig?: KubeConfig;
@@ -154,6 +158,9 @@ class Reconciler {
         onTerminal: (info) => {
           this.#recordTerminal(info);
         },
+        onAlert: (alert) => {
+          this.#recordWarning(alert.subscription, alert.reason, alert.message, alert.eventId);
+        },
       });
       worker.start();
       this.#running.set(id, { worker, key: JSON.stringify(spec) });
@@ -164,20 +171,28 @@ class Reconciler {
   }
 
   #recordTerminal(info: TerminalInfo): void {
-    const [namespace, name] = info.subscription.split('/');
+    const code = info.code === undefined ? '' : ` (HTTP ${info.code})`;
+    this.#recordWarning(
+      info.subscription,
+      'EventTerminated',
+      `event ${info.eventId} was terminated without a dead letter: ${info.reason}${code}; set spec.delivery.deadLetter to keep such events`,
+      info.eventId,
+    );
+  }
+
+  /** A Warning Kubernetes Event on the subscription. */
+  #recordWarning(
+    subscription: string,
+    reason: WorkerAlert['reason'] | 'EventTerminated',
+    message: string,
+    eventId: string,
+  ): void {
+    const [namespace, name] = subscription.split('/');
     const sub = this.#subs.get(namespace, name ?? '');
     if (sub === undefined) return;
-    const code = info.code === undefined ? '' : ` (HTTP ${info.code})`;
-    this.#recorder
-      .record(
-        sub,
-        'Warning',
-        'EventTerminated',
-        `event ${info.eventId} was terminated without a dead letter: ${info.reason}${code}; set spec.delivery.deadLetter to keep such events`,
-      )
-      .catch((err: unknown) => {
-        this.#log.warn({ err, eventId: info.eventId }, 'recording a Kubernetes Event failed');
-      });
+    this.#recorder.record(sub, 'Warning', reason, message).catch((err: unknown) => {
+      this.#log.warn({ err, eventId }, 'recording a Kubernetes Event failed');
+    });
   }
 
   async stop(graceMs: number): Promise<void> {

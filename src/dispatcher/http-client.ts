@@ -3,6 +3,7 @@
 // only as far as needed: a reply (when replies are on) up to MAX_REPLY_BYTES, the start of an
 // error body for the dead letter, and nothing otherwise (dumped so the connection is reused).
 import { Agent, type Dispatcher } from 'undici';
+import { setLongTimeout } from '../util/timers.ts';
 import type { AttemptResult } from './outcome.ts';
 import { MAX_ERROR_DATA } from './dead-letter.ts';
 
@@ -80,12 +81,12 @@ export class SinkClient {
     body: Uint8Array,
     opts: PostOptions,
   ): Promise<PostResult> {
-    const target = this.#targetOf(uri);
     // one controller per attempt, aborted by the timer or by the caller's signal (cheaper
-    // than AbortSignal.timeout + AbortSignal.any per request)
+    // than AbortSignal.timeout + AbortSignal.any per request); the timer is safe past Node's
+    // 2^31-1 ms limit (a timeout of 600h must not fire after 1 ms)
     const ctl = new AbortController();
     const state = { timedOut: false };
-    const timer = setTimeout(() => {
+    const timer = setLongTimeout(() => {
       state.timedOut = true;
       ctl.abort();
     }, opts.timeoutMs);
@@ -94,6 +95,8 @@ export class SinkClient {
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      // a URI undici cannot use fails the attempt like a connection error, naming the URI
+      const target = this.#targetOf(uri);
       const res = await this.#agent.request({
         origin: target.origin,
         path: target.path,
@@ -114,13 +117,14 @@ export class SinkClient {
       }
       return { result: { kind: 'connection-error', message: describeError(err) }, aborted: false };
     } finally {
-      clearTimeout(timer);
+      timer.clear();
       opts.signal?.removeEventListener('abort', onAbort);
     }
   }
 
   #targetOf(uri: string): { uri: string; origin: string; path: string } {
     if (this.#target?.uri !== uri) {
+      if (!URL.canParse(uri)) throw new Error(`the sink URI ${JSON.stringify(uri)} is not a URL`);
       const url = new URL(uri);
       this.#target = { uri, origin: url.origin, path: `${url.pathname}${url.search}` };
     }

@@ -9,7 +9,10 @@ export class DispatcherMetrics {
   readonly inFlight: Gauge<'subscription'>;
   readonly retries: Counter<'subscription'>;
   readonly deadLetters: Counter<'subscription' | 'reason'>;
-  readonly deadLetterFailures: Counter<'subscription'>;
+  /** reason: no-stream | too-large | sink-failed | error */
+  readonly deadLetterFailures: Counter<'subscription' | 'reason'>;
+  /** reason: max-deliver | dead-letter-rejected */
+  readonly eventsLost: Counter<'subscription' | 'reason'>;
   readonly terminated: Counter<'subscription' | 'reason'>;
   readonly filtered: Counter<'subscription'>;
   readonly replies: Counter<'subscription' | 'outcome'>;
@@ -51,8 +54,14 @@ export class DispatcherMetrics {
     });
     this.deadLetterFailures = new Counter({
       name: 'eventwire_dispatcher_dead_letter_failures_total',
-      help: 'Dead-letter sends that failed (the event is retried later)',
-      labelNames: ['subscription'],
+      help: 'Dead-letter sends that failed, by reason (the event is retried later, except too-large)',
+      labelNames: ['subscription', 'reason'],
+      registers,
+    });
+    this.eventsLost = new Counter({
+      name: 'eventwire_dispatcher_events_lost_total',
+      help: 'Events that reached neither their sink nor their dead letter and will not be delivered again, by reason',
+      labelNames: ['subscription', 'reason'],
       registers,
     });
     this.terminated = new Counter({
@@ -69,7 +78,7 @@ export class DispatcherMetrics {
     });
     this.replies = new Counter({
       name: 'eventwire_dispatcher_replies_total',
-      help: 'Reply events by outcome (published, deadletter, dropped)',
+      help: 'Reply events by outcome (published, deadletter, dropped, failed)',
       labelNames: ['subscription', 'outcome'],
       registers,
     });

@@ -103,6 +103,45 @@ describe('decide: the delivery semantics table', () => {
   });
 });
 
+describe('decide: failures inside the dispatcher', () => {
+  const unencodable: AttemptResult = {
+    kind: 'unencodable',
+    message: 'RangeError: Maximum call stack size exceeded',
+  };
+  const internal: AttemptResult = { kind: 'internal-error', message: 'TypeError: boom' };
+
+  it('an event that cannot be encoded for the sink is dead-lettered at once', () => {
+    expect(decide(unencodable, 1, settings, now, mid)).toEqual({
+      action: 'deadLetter',
+      reason: 'unencodable-event',
+    });
+    expect(decide(unencodable, 1, noDeadLetter, now, mid)).toEqual({
+      action: 'term',
+      reason: 'unencodable-event',
+    });
+  });
+
+  it('an unexpected failure is retried with the backoff of its attempt, then dead-lettered', () => {
+    expect(decide(internal, 1, settings, now, mid)).toEqual({
+      action: 'retry',
+      delayMs: 1_000,
+      retryAfterUsed: false,
+    });
+    expect(decide(internal, 3, settings, now, mid)).toMatchObject({
+      action: 'retry',
+      delayMs: 4_000,
+    });
+    expect(decide(internal, 4, settings, now, mid)).toEqual({
+      action: 'deadLetter',
+      reason: 'retries-exhausted',
+    });
+    expect(decide(internal, 4, noDeadLetter, now, mid)).toEqual({
+      action: 'term',
+      reason: 'retries-exhausted',
+    });
+  });
+});
+
 describe('decide: Retry-After', () => {
   it('Retry-After on 429 and 503 replaces the backoff, capped by retryAfterMax', () => {
     expect(decide(status(429, '5'), 1, settings, now, mid)).toEqual({
@@ -127,6 +166,29 @@ describe('decide: Retry-After', () => {
     expect(
       decide(status(429, '5'), 1, { ...settings, retryAfterMaxMs: 0 }, now, mid),
     ).toMatchObject({ delayMs: 1_000, retryAfterUsed: false });
+  });
+
+  it('a Retry-After in the past, of zero or unparsable uses the backoff', () => {
+    const hourAgo = new Date(now - 3_600_000).toUTCString();
+    for (const value of [hourAgo, '0', 'soon', '', '-5']) {
+      expect(decide(status(503, value), 2, settings, now, mid)).toEqual({
+        action: 'retry',
+        delayMs: 2_000,
+        retryAfterUsed: false,
+      });
+    }
+  });
+
+  it('a huge Retry-After is capped by retryAfterMax, whatever its size', () => {
+    const max = { ...settings, retryAfterMaxMs: 10_000 * 3_600_000 };
+    expect(decide(status(503, '99999999'), 1, max, now, mid)).toEqual({
+      action: 'retry',
+      delayMs: 10_000 * 3_600_000,
+      retryAfterUsed: true,
+    });
+    expect(decide(status(429, '9'.repeat(400)), 1, max, now, mid)).toMatchObject({
+      delayMs: 10_000 * 3_600_000,
+    });
   });
 
   it('Retry-After does not extend retries past the limit', () => {
@@ -173,14 +235,18 @@ describe('backoff', () => {
 
 describe('parseRetryAfter', () => {
   it('reads delta-seconds and HTTP dates', () => {
-    expect(parseRetryAfter('0', now)).toBe(0);
+    expect(parseRetryAfter('1', now)).toBe(1_000);
     expect(parseRetryAfter(' 120 ', now)).toBe(120_000);
     expect(parseRetryAfter('Wed, 01 Jan 2025 00:00:30 GMT', now)).toBe(30_000);
   });
 
-  it('a past date is 0; absent or malformed is undefined', () => {
-    expect(parseRetryAfter('Tue, 31 Dec 2024 00:00:00 GMT', now)).toBe(0);
+  it('a past date, a zero delay, absent or malformed is undefined (use the backoff)', () => {
+    expect(parseRetryAfter('Tue, 31 Dec 2024 00:00:00 GMT', now)).toBeUndefined();
+    expect(parseRetryAfter(new Date(now).toUTCString(), now)).toBeUndefined();
+    expect(parseRetryAfter('0', now)).toBeUndefined();
+    expect(parseRetryAfter('000', now)).toBeUndefined();
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
+    expect(parseRetryAfter('', now)).toBeUndefined();
     expect(parseRetryAfter('-1', now)).toBeUndefined();
     expect(parseRetryAfter('1.5', now)).toBeUndefined();
     expect(parseRetryAfter('later', now)).toBeUndefined();

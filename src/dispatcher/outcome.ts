@@ -14,11 +14,20 @@ export type AttemptResult =
       readonly bodySnippet?: string | undefined;
     }
   | { readonly kind: 'connection-error'; readonly message: string }
-  | { readonly kind: 'timeout'; readonly timeoutMs: number };
+  | { readonly kind: 'timeout'; readonly timeoutMs: number }
+  /** the event cannot be encoded for the sink (in its delivery format): permanent */
+  | { readonly kind: 'unencodable'; readonly message: string }
+  /** an unexpected failure inside the dispatcher: retried like a connection error */
+  | { readonly kind: 'internal-error'; readonly message: string };
 
 /** Machine-readable reasons a message leaves without reaching the sink. */
 export type FailureReason =
-  'non-retryable-status' | 'retries-exhausted' | 'invalid-event' | 'reply-hop-limit';
+  | 'non-retryable-status'
+  | 'retries-exhausted'
+  | 'invalid-event'
+  | 'unencodable-event'
+  | 'reply-hop-limit'
+  | 'reply-too-large';
 
 export type Decision =
   | { readonly action: 'ack' }
@@ -62,16 +71,17 @@ export function backoff(retry: number, s: BackoffSettings, random: () => number)
 
 /**
  * Milliseconds a Retry-After header asks for (delta-seconds or an HTTP date, relative to
- * `now`), or undefined when it is absent or malformed. A date in the past gives 0.
+ * `now`), or undefined when it asks for no wait at all: absent, malformed, zero, or a date
+ * that is not in the future. Undefined means "use the backoff".
  */
 export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
   if (value === undefined) return undefined;
   const v = value.trim();
-  if (/^\d+$/.test(v)) return Number(v) * 1000;
-  if (!/[a-z]/i.test(v)) return undefined;
-  const at = Date.parse(v);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - now);
+  let ms: number;
+  if (/^\d+$/.test(v)) ms = Number(v) * 1000;
+  else if (/[a-z]/i.test(v)) ms = Date.parse(v) - now;
+  else return undefined;
+  return ms > 0 ? ms : undefined; // NaN (an unparsable date) is not > 0 either
 }
 
 function failure(s: OutcomeSettings, reason: FailureReason, code: number | undefined): Decision {
@@ -98,6 +108,7 @@ export function decide(
   now: number,
   random: () => number,
 ): Decision {
+  if (result.kind === 'unencodable') return failure(s, 'unencodable-event', undefined);
   const status = result.kind === 'response' ? result.status : undefined;
   if (status !== undefined && status >= 200 && status <= 299) return { action: 'ack' };
   if (status !== undefined && !isRetryableStatus(status)) {

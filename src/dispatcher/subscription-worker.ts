@@ -12,6 +12,12 @@
 // events of the same key overtake the failed one, so the worker retries in place: it sleeps
 // the backoff (working() keeps the message) and tries again, counting attempts from the
 // delivery count. See docs/delivery.md.
+//
+// Every failure ends in the outcome table: an event that cannot be encoded for the sink is a
+// permanent failure (dead letter at once); any other unexpected failure counts as a failed
+// attempt (retried with the backoff, dead-lettered after the retries). A dead letter or reply
+// that cannot be published is retried; once the delivery count nears the consumer's
+// max_deliver the message is held and retried in place, so JetStream never gives up on it.
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 import {
@@ -23,6 +29,7 @@ import {
   type EventResult,
   type InvalidEventError,
 } from '../cloudevents/index.ts';
+import { clampTimerMs, setLongTimeout, sleep } from '../util/timers.ts';
 import { subjectFor } from '../jetstream/subject.ts';
 import type { Logger } from '../observability/logger.ts';
 import {
@@ -35,19 +42,36 @@ import {
 import { compileFilters, type CompiledFilter } from './filter.ts';
 import { SinkClient, type PostResult } from './http-client.ts';
 import type { DispatcherMetrics } from './metrics.ts';
+import { MAX_REPLY_HOPS, isValidHops, nextReplyHops } from './hops.ts';
 import { backoff, decide, terminal, type Decision, type FailureReason } from './outcome.ts';
 import { KeyedScheduler } from './scheduler.ts';
 import type { WorkerSpec } from './settings.ts';
 
-/** Replies past this many hops are dead-lettered instead of published. */
-export const MAX_REPLY_HOPS = 8;
+export { MAX_REPLY_HOPS } from './hops.ts';
 const DEFAULT_ACK_WAIT_MS = 30_000;
+/**
+ * A message whose dead letter (or reply) fails is nak'ed with backoff until at most this many
+ * deliveries are left before max_deliver (at most half of them); then it is held and retried
+ * in place, and the deliveries left cover restarts of the dispatcher.
+ */
+const MAX_DELIVER_RESERVE = 10;
+/** At most one Warning Event per worker and kind of failure that repeats, per interval. */
+const ALERT_INTERVAL_MS = 60_000;
 
 export interface TerminalInfo {
   readonly subscription: string;
   readonly eventId: string;
   readonly reason: FailureReason;
   readonly code?: number | undefined;
+}
+
+/** Something an operator must see: the dispatcher records it as a Warning Kubernetes Event. */
+export interface WorkerAlert {
+  readonly subscription: string;
+  readonly eventId: string;
+  /** the Kubernetes Event reason */
+  readonly reason: 'DeadLetterUnavailable' | 'ReplyUnavailable' | 'EventLost';
+  readonly message: string;
 }
 
 export interface WorkerOptions {
@@ -58,6 +82,8 @@ export interface WorkerOptions {
   readonly random?: () => number;
   /** an event was terminated (no dead letter): the dispatcher records a Warning Event */
   readonly onTerminal?: (info: TerminalInfo) => void;
+  /** a dead letter or reply keeps failing, or an event was lost: a Warning Event */
+  readonly onAlert?: (alert: WorkerAlert) => void;
   /** working() interval; ack_wait/3 of the consumer by default */
   readonly keepAliveMs?: number;
 }
@@ -75,15 +101,51 @@ interface WorkerMetrics {
 interface Held {
   readonly msg: JsMsg;
   readonly decoded: EventResult;
+  /** the attempt number: JetStream's delivery count plus the retries made in place */
+  attempt: number;
   settled: boolean;
+  /** an error was logged because it is held for its dead letter or reply */
+  heldReported: boolean;
 }
 
+/** A dead-letter sink that did not answer 2xx. */
 class SettleError extends Error {
   override readonly name = 'SettleError';
 }
 
+/** Why publishing a dead letter or a reply failed; only `too-large` is permanent. */
+type PublishFailure = 'no-stream' | 'too-large' | 'sink-failed' | 'error';
+
+type SettleOutcome =
+  | { readonly outcome: 'ok' }
+  /** nak'ed (to come back later) or stopping */
+  | { readonly outcome: 'released' }
+  /** can never succeed: the message is still held */
+  | { readonly outcome: 'rejected'; readonly error: string };
+
+function publishFailureOf(err: unknown): PublishFailure {
+  if (err instanceof SettleError) return 'sink-failed';
+  let e: unknown = err;
+  for (let depth = 0; e instanceof Error && depth < 8; depth += 1) {
+    // nats.js: a subject no stream captures answers 503 "no responders"
+    if (e.name === 'NoResponders' || /no responders/i.test(e.message)) return 'no-stream';
+    if (/max_payload/i.test(e.message)) return 'too-large';
+    e = e.cause;
+  }
+  return 'error';
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
 function eventIdOf(h: Held): string | undefined {
   return h.decoded.ok ? h.decoded.event.id : undefined;
+}
+
+/** The event id, or `<stream>-<seq>` for a message that is not a CloudEvent. */
+function idOf(h: Held): string {
+  return eventIdOf(h) ?? `${h.msg.info.stream}-${h.msg.info.streamSequence}`;
 }
 
 function toMsgHdrs(record: Record<string, string>): MsgHdrs {
@@ -109,6 +171,11 @@ export class SubscriptionWorker {
   readonly #log: Logger;
   readonly #random: () => number;
   readonly #onTerminal: ((info: TerminalInfo) => void) | undefined;
+  readonly #onAlert: ((alert: WorkerAlert) => void) | undefined;
+  /** when each kind of alert was last raised */
+  readonly #alerted = new Map<string, number>();
+  /** the consumer's max_deliver; 0 or less is unlimited */
+  #maxDeliver = 0;
   readonly #filter: CompiledFilter;
   readonly #client: SinkClient;
   readonly #scheduler: KeyedScheduler<Held>;
@@ -135,6 +202,7 @@ export class SubscriptionWorker {
     this.#log = opts.log.child({ subscription: opts.spec.id });
     this.#random = opts.random ?? Math.random;
     this.#onTerminal = opts.onTerminal;
+    this.#onAlert = opts.onAlert;
     this.#keepAliveOverride = opts.keepAliveMs;
     const compiled = compileFilters([...opts.spec.filters], {
       onCelError: (path, error, event) => {
@@ -207,6 +275,7 @@ export class SubscriptionWorker {
     const info = await consumer.info(true);
     const ackWaitNanos = info.config.ack_wait ?? 0;
     const ackWaitMs = ackWaitNanos > 0 ? ackWaitNanos / 1e6 : DEFAULT_ACK_WAIT_MS;
+    this.#maxDeliver = info.config.max_deliver ?? 0;
     this.#startKeepAlive(this.#keepAliveOverride ?? Math.max(100, Math.floor(ackWaitMs / 3)));
     const messages = await consumer.consume({ max_messages: delivery.maxInFlight });
     this.#messages = messages;
@@ -218,9 +287,13 @@ export class SubscriptionWorker {
 
   #startKeepAlive(intervalMs: number): void {
     if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
-    this.#keepAlive = setInterval(() => {
-      for (const h of this.#held) if (!h.settled) h.msg.working();
-    }, intervalMs);
+    // an interval past Node's timer limit would fire every 1 ms
+    this.#keepAlive = setInterval(
+      () => {
+        for (const h of this.#held) if (!h.settled) h.msg.working();
+      },
+      Math.max(1, clampTimerMs(intervalMs)),
+    );
     this.#keepAlive.unref();
   }
 
@@ -232,7 +305,9 @@ export class SubscriptionWorker {
     const held: Held = {
       msg,
       decoded: fromNatsMessage({ headers: msg.headers, data: msg.data }),
+      attempt: msg.info.deliveryCount,
       settled: false,
+      heldReported: false,
     };
     this.#held.add(held);
     this.#scheduler.push(this.#keyOf(held), held);
@@ -260,27 +335,91 @@ export class SubscriptionWorker {
   // ---- one message -------------------------------------------------------------------
 
   async #process(h: Held): Promise<void> {
-    try {
-      if (this.#stopping.signal.aborted) {
-        this.#nak(h, 0);
+    for (;;) {
+      try {
+        await this.#handle(h);
         return;
+      } catch (err) {
+        if (!(await this.#recover(h, err))) return;
       }
-      if (!h.decoded.ok) {
-        await this.#deadLetterInvalid(h, h.decoded.error);
-        return;
-      }
-      const event = h.decoded.event;
-      if (!this.#filter.matches(event) || this.#isOwnDeadLetter(event)) {
-        this.#m.filtered.inc();
-        await this.#ack(h);
-        return;
-      }
-      await this.#deliver(h, event);
-    } catch (err) {
-      // a bug or an unexpected client failure: JetStream redelivers the message
-      this.#log.error({ err, eventId: eventIdOf(h) }, 'processing an event failed');
-      if (!h.settled) this.#nak(h, backoff(1, this.spec.delivery, this.#random));
     }
+  }
+
+  async #handle(h: Held): Promise<void> {
+    if (this.#stopping.signal.aborted) {
+      this.#nak(h, 0);
+      return;
+    }
+    if (!h.decoded.ok) {
+      await this.#deadLetterInvalid(h, h.decoded.error);
+      return;
+    }
+    const event = h.decoded.event;
+    if (!this.#filter.matches(event) || this.#isOwnDeadLetter(event)) {
+      this.#m.filtered.inc();
+      await this.#ack(h);
+      return;
+    }
+    await this.#deliver(h, event);
+  }
+
+  /**
+   * An unexpected failure while processing (a bug, or a client failure nobody classified):
+   * the outcome table's internal-error row, retried with the backoff of its attempt and
+   * dead-lettered once the retries run out. True: try again now (in place, ordered).
+   */
+  async #recover(h: Held, err: unknown): Promise<boolean> {
+    this.#log.error({ err, eventId: idOf(h), attempt: h.attempt }, 'processing an event failed');
+    if (h.settled) return false;
+    const post: PostResult = {
+      result: { kind: 'internal-error', message: describe(err) },
+      aborted: false,
+    };
+    try {
+      const decision = decide(post.result, h.attempt, this.spec.delivery, Date.now(), this.#random);
+      this.#countDelivery(decision.action, 'internal-error');
+      if (decision.action === 'retry') return await this.#retry(h, decision.delayMs);
+      if (decision.action !== 'ack') await this.#giveUp(h, post, decision);
+    } catch (again) {
+      this.#log.error({ err: again, eventId: idOf(h) }, 'settling a failed event failed');
+    }
+    // never left unsettled: JetStream redelivers it after the backoff
+    if (this.#held.has(h)) this.#nak(h, backoff(h.attempt, this.spec.delivery, this.#random));
+    return false;
+  }
+
+  /** Retries later: nak with the delay, or wait in place (ordered); true: try again now. */
+  async #retry(h: Held, delayMs: number): Promise<boolean> {
+    this.#m.retries.inc();
+    if (!this.#ordered) {
+      this.#nak(h, delayMs);
+      return false;
+    }
+    if (!(await this.#sleep(delayMs))) {
+      this.#nak(h, 0);
+      return false;
+    }
+    h.attempt += 1;
+    return true;
+  }
+
+  /** A terminal decision for a message whose processing failed unexpectedly. */
+  async #giveUp(
+    h: Held,
+    post: PostResult,
+    decision: Extract<Decision, { action: 'deadLetter' | 'term' }>,
+  ): Promise<void> {
+    if (h.decoded.ok) {
+      await this.#settle(h, h.decoded.event, post, decision, h.attempt);
+      return;
+    }
+    this.#term(h, idOf(h), {
+      reason: decision.reason,
+      dest: this.spec.sinkUri,
+      detail: detailOf(post),
+      attempts: h.attempt,
+      subscription: this.spec.id,
+    });
   }
 
   /** An event this subscription dead-lettered itself (its dead letter in its own stream). */
@@ -292,33 +431,23 @@ export class SubscriptionWorker {
   }
 
   async #deliver(h: Held, event: CloudEvent): Promise<void> {
-    let attempt = h.msg.info.deliveryCount;
     for (;;) {
       const post = await this.#attempt(event);
       if (post.aborted) {
         this.#nak(h, 0);
         return;
       }
-      const decision = decide(post.result, attempt, this.spec.delivery, Date.now(), this.#random);
+      const decision = decide(post.result, h.attempt, this.spec.delivery, Date.now(), this.#random);
       this.#countDelivery(decision.action, codeLabel(post));
       if (decision.action !== 'retry') {
-        await this.#settle(h, event, post, decision, attempt);
+        await this.#settle(h, event, post, decision, h.attempt);
         return;
       }
-      this.#m.retries.inc();
       this.#log.info(
-        { eventId: event.id, attempt, code: codeLabel(post), delayMs: decision.delayMs },
+        { eventId: event.id, attempt: h.attempt, code: codeLabel(post), delayMs: decision.delayMs },
         'delivery failed; retrying',
       );
-      if (!this.#ordered) {
-        this.#nak(h, decision.delayMs);
-        return;
-      }
-      if (!(await this.#sleep(decision.delayMs))) {
-        this.#nak(h, 0);
-        return;
-      }
-      attempt += 1;
+      if (!(await this.#retry(h, decision.delayMs))) return;
     }
   }
 
@@ -333,7 +462,13 @@ export class SubscriptionWorker {
   }
 
   async #attempt(event: CloudEvent): Promise<PostResult> {
-    const req = toHttpRequest(event, this.spec.delivery.format);
+    let req: ReturnType<typeof toHttpRequest>;
+    try {
+      req = toHttpRequest(event, this.spec.delivery.format);
+    } catch (err) {
+      // a pure function of the event and the format: it fails the same way every time
+      return { result: { kind: 'unencodable', message: describe(err) }, aborted: false };
+    }
     // toHttpRequest builds a new record: add the transport header to it instead of copying it
     const headers = req.headers;
     headers.prefer = 'reply';
@@ -374,7 +509,7 @@ export class SubscriptionWorker {
       this.#term(h, event.id, failure);
       return;
     }
-    await this.#deadLetter(h, deadLetterEvent(event, failure), failure, attempt);
+    await this.#deadLetter(h, deadLetterEvent(event, failure), failure, attempt, false);
   }
 
   // ---- success and replies -----------------------------------------------------------
@@ -392,22 +527,32 @@ export class SubscriptionWorker {
       }
       return;
     }
-    const hops = Number(event.extensions[EXT.hops] ?? '0') + 1;
+    // a value the dispatcher did not write counts as over the limit (hops.ts)
+    const hops = nextReplyHops(event.extensions[EXT.hops]);
     const traceparent = event.extensions.traceparent;
     const out: CloudEvent = {
       ...reply,
       extensions: {
         ...(traceparent !== undefined ? { traceparent } : {}),
         ...reply.extensions,
-        [EXT.hops]: String(Number.isFinite(hops) ? hops : MAX_REPLY_HOPS + 1),
+        [EXT.hops]: String(hops),
       },
     };
     if (hops > MAX_REPLY_HOPS) {
-      await this.#replyOverHopLimit(h, out, attempt);
+      const incoming = event.extensions[EXT.hops];
+      const detail =
+        incoming === undefined || isValidHops(incoming)
+          ? `the reply would be hop ${String(hops)}, more than ${String(MAX_REPLY_HOPS)}`
+          : `the event's ewhops ${JSON.stringify(incoming)} is not a hop count the dispatcher writes (1 to ${String(MAX_REPLY_HOPS)})`;
+      await this.#replyUndeliverable(h, out, attempt, 'reply-hop-limit', detail);
       return;
     }
-    await this.#settleAfter(h, attempt, 'reply', () => this.#publishReply(out));
-    this.#metrics.replies.inc({ subscription: this.spec.id, outcome: 'published' });
+    const r = await this.#settleAfter(h, attempt, 'reply', () => this.#publishReply(out));
+    if (r.outcome === 'ok') {
+      this.#metrics.replies.inc({ subscription: this.spec.id, outcome: 'published' });
+    } else if (r.outcome === 'rejected') {
+      await this.#replyUndeliverable(h, out, attempt, 'reply-too-large', r.error);
+    }
   }
 
   async #publishReply(reply: CloudEvent): Promise<void> {
@@ -419,23 +564,30 @@ export class SubscriptionWorker {
     });
   }
 
-  async #replyOverHopLimit(h: Held, reply: CloudEvent, attempt: number): Promise<void> {
+  /** A reply that cannot be published (over the hop limit, too large): dead letter or drop. */
+  async #replyUndeliverable(
+    h: Held,
+    reply: CloudEvent,
+    attempt: number,
+    reason: 'reply-hop-limit' | 'reply-too-large',
+    detail: string,
+  ): Promise<void> {
     const failure: FailureInfo = {
-      reason: 'reply-hop-limit',
+      reason,
       dest: `reply:${this.spec.reply?.subjectPrefix ?? ''}`,
-      detail: `the reply would be hop ${reply.extensions[EXT.hops] ?? '?'}, more than ${MAX_REPLY_HOPS}`,
+      detail,
       attempts: attempt,
       subscription: this.spec.id,
     };
-    if (terminal(this.spec.delivery, 'reply-hop-limit').action === 'term') {
+    if (terminal(this.spec.delivery, reason).action === 'term') {
       // the event itself reached its sink: ack it, drop the reply with a warning
-      this.#log.warn({ eventId: reply.id }, 'reply over the hop limit dropped');
+      this.#log.warn({ eventId: reply.id, reason, detail }, 'reply dropped');
       this.#metrics.replies.inc({ subscription: this.spec.id, outcome: 'dropped' });
       await this.#ack(h);
       return;
     }
     this.#metrics.replies.inc({ subscription: this.spec.id, outcome: 'deadletter' });
-    await this.#deadLetter(h, deadLetterEvent(reply, failure), failure, attempt);
+    await this.#deadLetter(h, deadLetterEvent(reply, failure), failure, attempt, true);
   }
 
   // ---- failures ----------------------------------------------------------------------
@@ -469,18 +621,43 @@ export class SubscriptionWorker {
       error,
       { dest, attempts: info.deliveryCount, subscription: this.spec.id },
     );
-    await this.#deadLetter(h, wrapped, failure, info.deliveryCount);
+    await this.#deadLetter(h, wrapped, failure, info.deliveryCount, false);
   }
 
-  async #deadLetter(h: Held, dl: CloudEvent, failure: FailureInfo, attempt: number): Promise<void> {
+  /**
+   * Sends `dl` to the dead letter and acks. `delivered`: `dl` is a reply, the event itself
+   * reached its sink (a dead letter that refuses it drops only the reply).
+   */
+  async #deadLetter(
+    h: Held,
+    dl: CloudEvent,
+    failure: FailureInfo,
+    attempt: number,
+    delivered: boolean,
+  ): Promise<void> {
     this.#log.warn(
       { eventId: dl.id, reason: failure.reason, code: failure.code, attempts: failure.attempts },
       'event dead-lettered',
     );
-    await this.#settleAfter(h, attempt, 'dead letter', () => this.#sendDeadLetter(dl));
-    if (h.settled) {
+    const r = await this.#settleAfter(h, attempt, 'dead letter', () => this.#sendDeadLetter(dl));
+    if (r.outcome === 'ok') {
       this.#metrics.deadLetters.inc({ subscription: this.spec.id, reason: failure.reason });
+      return;
     }
+    if (r.outcome !== 'rejected') return;
+    if (delivered) {
+      this.#log.error(
+        { eventId: dl.id, error: r.error },
+        'the dead letter refused a reply; dropped',
+      );
+      this.#metrics.replies.inc({ subscription: this.spec.id, outcome: 'dropped' });
+      await this.#ack(h);
+      return;
+    }
+    // it can never be stored: term it rather than let JetStream redeliver it forever
+    this.#settled(h);
+    h.msg.term(`dead letter refused: ${r.error}`);
+    this.#lose(h, 'dead-letter-rejected', `the dead letter refused it: ${r.error}`);
   }
 
   async #sendDeadLetter(dl: CloudEvent): Promise<void> {
@@ -509,31 +686,94 @@ export class SubscriptionWorker {
   /**
    * Runs `action` (publish a reply or a dead letter) and acks after it succeeded. On failure
    * the message is never acked: nak with backoff (ordering none), or wait and try again in
-   * place (ordered), so an event is acked only once it reached the sink or the dead letter.
+   * place (ordered, or when few deliveries are left before max_deliver), so an event is acked
+   * only once it reached the sink or the dead letter. A failure that can never succeed (too
+   * large for NATS) is `rejected` and the message left to the caller.
    */
   async #settleAfter(
     h: Held,
     attempt: number,
-    what: string,
+    what: 'reply' | 'dead letter',
     action: () => Promise<void>,
-  ): Promise<void> {
+  ): Promise<SettleOutcome> {
     for (let n = attempt; ; n += 1) {
       try {
         await action();
         await this.#ack(h);
-        return;
+        return { outcome: 'ok' };
       } catch (err) {
+        const failure = publishFailureOf(err);
         if (what === 'dead letter') {
-          this.#metrics.deadLetterFailures.inc({ subscription: this.spec.id });
+          this.#metrics.deadLetterFailures.inc({ subscription: this.spec.id, reason: failure });
+        } else {
+          this.#metrics.replies.inc({ subscription: this.spec.id, outcome: 'failed' });
         }
-        const delay = backoff(n, this.spec.delivery, this.#random);
-        this.#log.warn({ err, eventId: eventIdOf(h), what, delayMs: delay }, 'settling failed');
-        if (!this.#ordered || !(await this.#sleep(delay))) {
-          this.#nak(h, this.#ordered ? 0 : delay);
-          return;
+        if (failure === 'too-large') {
+          this.#log.error({ err, eventId: idOf(h), what }, 'settling failed for good');
+          return { outcome: 'rejected', error: describe(err) };
+        }
+        const delayMs = backoff(n, this.spec.delivery, this.#random);
+        const inPlace = this.#ordered || this.#nearMaxDeliver(h);
+        this.#log.warn({ err, eventId: idOf(h), what, failure, delayMs }, 'settling failed');
+        if (!inPlace) {
+          this.#nak(h, delayMs);
+          return { outcome: 'released' };
+        }
+        this.#reportHeld(h, what, failure, err);
+        if (!(await this.#sleep(delayMs))) {
+          this.#nak(h, 0);
+          return { outcome: 'released' };
         }
       }
     }
+  }
+
+  /** Few deliveries left before JetStream gives up on the message: keep it instead of nak. */
+  #nearMaxDeliver(h: Held): boolean {
+    const max = this.#maxDeliver;
+    if (max <= 0) return false;
+    const reserve = Math.min(MAX_DELIVER_RESERVE, Math.floor(max / 2));
+    return max - h.msg.info.deliveryCount <= reserve;
+  }
+
+  /** An error log per held event, and a Warning Event at most once per ALERT_INTERVAL_MS. */
+  #reportHeld(h: Held, what: 'reply' | 'dead letter', failure: PublishFailure, err: unknown) {
+    const eventId = idOf(h);
+    if (!h.heldReported) {
+      h.heldReported = true;
+      this.#log.error(
+        { eventId, what, failure, err, deliveries: h.msg.info.deliveryCount },
+        'event held until its dead letter or reply can be published',
+      );
+    }
+    const reason = what === 'dead letter' ? 'DeadLetterUnavailable' : 'ReplyUnavailable';
+    const now = Date.now();
+    if (now - (this.#alerted.get(reason) ?? -Infinity) < ALERT_INTERVAL_MS) return;
+    this.#alerted.set(reason, now);
+    const dl = this.spec.delivery.deadLetter;
+    const hint =
+      failure === 'no-stream'
+        ? `: no stream captures the subject${dl?.kind === 'subject' && what === 'dead letter' ? ` ${dl.subject}` : ''}; add an EventStream that captures it`
+        : `: ${describe(err)}`;
+    this.#onAlert?.({
+      subscription: this.spec.id,
+      eventId,
+      reason,
+      message: `the ${what} of event ${eventId} cannot be published${hint}. The event is held and retried with backoff until it can.`,
+    });
+  }
+
+  /** An event JetStream will not deliver again and that reached neither sink nor dead letter. */
+  #lose(h: Held, reason: 'max-deliver' | 'dead-letter-rejected', detail: string): void {
+    const eventId = idOf(h);
+    this.#metrics.eventsLost.inc({ subscription: this.spec.id, reason });
+    this.#log.error({ eventId, reason, detail }, 'event lost');
+    this.#onAlert?.({
+      subscription: this.spec.id,
+      eventId,
+      reason: 'EventLost',
+      message: `event ${eventId} reached neither its sink nor its dead letter and will not be delivered again: ${detail}`,
+    });
   }
 
   #term(h: Held, eventId: string, failure: FailureInfo): void {
@@ -593,23 +833,19 @@ export class SubscriptionWorker {
     this.#settled(h);
     if (delayMs > 0) h.msg.nak(delayMs);
     else h.msg.nak();
+    const count = h.msg.info.deliveryCount;
+    if (this.#maxDeliver > 0 && count >= this.#maxDeliver) {
+      this.#lose(
+        h,
+        'max-deliver',
+        `nak'ed on delivery ${String(count)} of max_deliver ${String(this.#maxDeliver)}`,
+      );
+    }
   }
 
-  /** Waits `ms`; false when stop() began meanwhile. */
+  /** Waits `ms` (any duration); false when stop() began meanwhile. */
   #sleep(ms: number): Promise<boolean> {
-    const signal = this.#stopping.signal;
-    if (signal.aborted) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const onAbort = () => {
-        clearTimeout(timer);
-        resolve(false);
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(true);
-      }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleep(ms, this.#stopping.signal);
   }
 
   // ---- stopping ----------------------------------------------------------------------
@@ -636,15 +872,15 @@ export class SubscriptionWorker {
 /** Waits for `p` at most `ms`; true when it settled in time. */
 async function withTimeout(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
   if (p === undefined) return true;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: { clear(): void } | undefined;
   const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => {
+    timer = setLongTimeout(() => {
       resolve(false);
     }, ms);
   });
   try {
     return await Promise.race([p.then(() => true), timeout]);
   } finally {
-    clearTimeout(timer);
+    timer?.clear();
   }
 }

@@ -24,7 +24,10 @@ import {
 import { subjectFor } from '../../../src/jetstream/subject.ts';
 import { DispatcherMetrics } from '../../../src/dispatcher/metrics.ts';
 import type { DeliverySettings, WorkerSpec } from '../../../src/dispatcher/settings.ts';
-import { SubscriptionWorker } from '../../../src/dispatcher/subscription-worker.ts';
+import {
+  SubscriptionWorker,
+  type WorkerOptions,
+} from '../../../src/dispatcher/subscription-worker.ts';
 import { silentLogger, type Logger } from '../../../src/observability/logger.ts';
 
 export interface Nats {
@@ -102,7 +105,13 @@ export function workerSpec(
 export function startWorker(
   n: Nats,
   spec: WorkerSpec,
-  opts: { log?: Logger; metrics?: DispatcherMetrics; keepAliveMs?: number } = {},
+  opts: {
+    log?: Logger;
+    metrics?: DispatcherMetrics;
+    keepAliveMs?: number;
+    onTerminal?: WorkerOptions['onTerminal'];
+    onAlert?: WorkerOptions['onAlert'];
+  } = {},
 ): { worker: SubscriptionWorker; metrics: DispatcherMetrics } {
   const metrics = opts.metrics ?? new DispatcherMetrics();
   const worker = new SubscriptionWorker({
@@ -111,6 +120,8 @@ export function startWorker(
     metrics,
     log: opts.log ?? silentLogger(),
     ...(opts.keepAliveMs === undefined ? {} : { keepAliveMs: opts.keepAliveMs }),
+    ...(opts.onTerminal === undefined ? {} : { onTerminal: opts.onTerminal }),
+    ...(opts.onAlert === undefined ? {} : { onAlert: opts.onAlert }),
   });
   worker.start();
   return { worker, metrics };
