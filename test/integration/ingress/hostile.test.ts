@@ -200,8 +200,9 @@ describe('ingress refuses hostile input', () => {
       });
       // every size from one byte over the limit to just over the stream-expectation header
       for (const over of [1, 20, 2 + 'Nats-Expected-Stream: '.length + stream.length]) {
-        const length = max + over - sizeOnTheWire({ ...base, data: new Uint8Array() }, stream);
-        const event = { ...base, id: `big-${String(over)}`, data: new Uint8Array(length) };
+        const empty = { ...base, id: `big-${String(over)}` };
+        const length = max + over - sizeOnTheWire(empty, stream);
+        const event = { ...empty, data: new Uint8Array(length) };
         expect(sizeOnTheWire(event, stream)).toBe(max + over);
         const req = toHttpRequest(event, 'binary');
         const answer = await refused(url(), req.headers, req.body);
@@ -258,8 +259,12 @@ describe('ingress refuses hostile input', () => {
       const state = { closed: false };
       socket.on('data', (c: Buffer) => (response += c.toString('latin1')));
       socket.on('error', () => undefined); // EPIPE / ECONNRESET: the server closed, as wanted
-      const gone = once(socket, 'close').then(() => {
-        state.closed = true;
+      // not events.once: it rejects on the socket's 'error' (EPIPE), which is expected here
+      const gone = new Promise<void>((resolve) => {
+        socket.once('close', () => {
+          state.closed = true;
+          resolve();
+        });
       });
       socket.write(head);
       const piece = Buffer.alloc(65_536, 0x61);
@@ -276,7 +281,8 @@ describe('ingress refuses hostile input', () => {
         written += frame.length;
         if (!more) {
           const stall = new Promise((resolve) => setTimeout(resolve, 10_000));
-          await Promise.race([once(socket, 'drain'), gone, stall]);
+          const drained = new Promise((resolve) => socket.once('drain', resolve));
+          await Promise.race([drained, gone, stall]);
         }
       }
       const closedByServer = state.closed && written < cap;
@@ -368,8 +374,9 @@ describe('ingress refuses hostile input', () => {
         expect([answer.status, answer.body.field], path).toEqual([404, 'path']);
       }
       expect((await post(`${url()}?x=1`, ok, '')).status).toBe(202);
-      const get = await fetch(`${ingress.url}/it/%zz`);
-      expect(get.status).toBeLessThan(500);
+      // Express used to decode such a segment for its route and fail with a 500
+      expect((await fetch(`${ingress.url}/it/%zz`)).status).toBe(404);
+      expect((await fetch(`${ingress.url}/it/events`)).status).toBe(405);
     });
 
     it('refuses an extension named __proto__ instead of dropping it', async () => {
