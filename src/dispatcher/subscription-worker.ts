@@ -383,8 +383,13 @@ export class SubscriptionWorker {
     } catch (again) {
       this.#log.error({ err: again, eventId: idOf(h) }, 'settling a failed event failed');
     }
-    // never left unsettled: JetStream redelivers it after the backoff
-    if (this.#held.has(h)) this.#nak(h, backoff(h.attempt, this.spec.delivery, this.#random));
+    // never left unsettled: JetStream redelivers it after the backoff (without jitter: this
+    // must not fail too)
+    if (this.#held.has(h))
+      this.#nak(
+        h,
+        backoff(h.attempt, this.spec.delivery, () => 0.5),
+      );
     return false;
   }
 

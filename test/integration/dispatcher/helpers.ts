@@ -111,6 +111,7 @@ export function startWorker(
     keepAliveMs?: number;
     onTerminal?: WorkerOptions['onTerminal'];
     onAlert?: WorkerOptions['onAlert'];
+    random?: WorkerOptions['random'];
   } = {},
 ): { worker: SubscriptionWorker; metrics: DispatcherMetrics } {
   const metrics = opts.metrics ?? new DispatcherMetrics();
@@ -122,6 +123,7 @@ export function startWorker(
     ...(opts.keepAliveMs === undefined ? {} : { keepAliveMs: opts.keepAliveMs }),
     ...(opts.onTerminal === undefined ? {} : { onTerminal: opts.onTerminal }),
     ...(opts.onAlert === undefined ? {} : { onAlert: opts.onAlert }),
+    ...(opts.random === undefined ? {} : { random: opts.random }),
   });
   worker.start();
   return { worker, metrics };

@@ -82,6 +82,36 @@ describe('dispatcher under hostile input', () => {
     }
   });
 
+  it('an unexpected failure inside the worker counts as a failed attempt and ends in the dead letter, never waiting for ack_wait', async () => {
+    // ack_wait 60 s: a message the worker left unsettled would come back only after it
+    const s = await makeStream(n, { ackWaitMs: 60_000 });
+    const target = await sink(() => ({ status: 503 }));
+    const { worker } = startWorker(
+      n,
+      workerSpec(s, target.url, {
+        retry: 2,
+        backoffDelayMs: 20,
+        deadLetter: { kind: 'subject', subject: s.dlSubject },
+      }),
+      {
+        // a broken random source: every backoff the outcome table computes throws
+        random: () => {
+          throw new Error('the random source failed');
+        },
+      },
+    );
+    workers.push(worker);
+    await publish(n, s.prefix, [event(1)]);
+    await until('acked', async () => (await consumerState(n, s)).ackFloor === 1);
+    expect(target.requests).toHaveLength(3);
+    const [dl] = await readStream(n, s.dlStream);
+    expect(dl?.event.extensions).toMatchObject({
+      ewerrorreason: 'retries-exhausted',
+      ewerrorcode: '503',
+      ewattempts: '3',
+    });
+  });
+
   it('a dead-letter subject no stream captures: the event is held, reported, and dead-lettered once a stream exists', async () => {
     // max_deliver 4: without holding the message, JetStream gives up after 4 deliveries
     const s = await makeStream(n, { maxDeliver: 4 });
