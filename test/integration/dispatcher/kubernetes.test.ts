@@ -39,6 +39,43 @@ describe('dispatcher driven by EventSubscriptions', () => {
 
   const ref = { group: API_GROUP, version: API_VERSION, namespace };
 
+  /** Ready, with a sink and a consumer in status, as the controller would write it. */
+  const writeReadyStatus = async (
+    name: string,
+    generation: number,
+    sinkUri: string,
+    s: { name: string; consumer: string },
+  ) => {
+    const current = (await custom.getNamespacedCustomObject({
+      ...ref,
+      plural: 'eventsubscriptions',
+      name,
+    })) as EventSubscription;
+    await custom.replaceNamespacedCustomObjectStatus({
+      ...ref,
+      plural: 'eventsubscriptions',
+      name,
+      body: {
+        ...current,
+        status: {
+          observedGeneration: generation,
+          conditions: [
+            {
+              type: 'Ready',
+              status: 'True',
+              reason: 'Ready',
+              message: 'ready',
+              lastTransitionTime: new Date().toISOString(),
+              observedGeneration: generation,
+            },
+          ],
+          sinkUri,
+          consumer: { stream: s.name, name: s.consumer },
+        },
+      },
+    });
+  };
+
   it('starts, reconfigures and stops delivery as the subscription changes', async () => {
     const s = await makeStream(n);
     const first = await startSink();
@@ -68,36 +105,8 @@ describe('dispatcher driven by EventSubscriptions', () => {
         },
       },
     })) as EventSubscription;
-    const writeStatus = async (sinkUri: string) => {
-      const current = (await custom.getNamespacedCustomObject({
-        ...ref,
-        plural: 'eventsubscriptions',
-        name: 'orders',
-      })) as EventSubscription;
-      await custom.replaceNamespacedCustomObjectStatus({
-        ...ref,
-        plural: 'eventsubscriptions',
-        name: 'orders',
-        body: {
-          ...current,
-          status: {
-            observedGeneration: created.metadata?.generation ?? 1,
-            conditions: [
-              {
-                type: 'Ready',
-                status: 'True',
-                reason: 'Ready',
-                message: 'ready',
-                lastTransitionTime: new Date().toISOString(),
-                observedGeneration: created.metadata?.generation ?? 1,
-              },
-            ],
-            sinkUri,
-            consumer: { stream: s.name, name: s.consumer },
-          },
-        },
-      });
-    };
+    const writeStatus = (sinkUri: string) =>
+      writeReadyStatus('orders', created.metadata?.generation ?? 1, sinkUri, s);
 
     const cfg = parseDispatcherConfig({
       EVENTWIRE_NATS_URL: inject('natsUrl'),
@@ -140,5 +149,75 @@ describe('dispatcher driven by EventSubscriptions', () => {
     await publish(n, s.prefix, [event(4)]);
     await until('the event is stored', async () => (await consumerState(n, s)).pending >= 1);
     expect(second.requests.length).toBe(before);
+  });
+
+  it('a dead letter no stream captures: a Warning Event DeadLetterUnavailable on the subscription', async () => {
+    const s = await makeStream(n, { maxDeliver: 4 });
+    const target = await startSink(() => ({ status: 400 }));
+    sinks.push(target);
+    const created = (await custom.createNamespacedCustomObject({
+      ...ref,
+      plural: 'eventsubscriptions',
+      body: {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'EventSubscription',
+        metadata: { name: 'held', namespace },
+        spec: {
+          stream: { name: 'shop' },
+          sink: { uri: target.url },
+          delivery: {
+            retry: 1,
+            backoffDelay: '20ms',
+            backoffMax: '100ms',
+            deadLetter: { subject: `${s.prefix}lost.orders` },
+          },
+        },
+      },
+    })) as EventSubscription;
+    await writeReadyStatus('held', created.metadata?.generation ?? 1, target.url, s);
+    const cfg = parseDispatcherConfig({
+      EVENTWIRE_NATS_URL: inject('natsUrl'),
+      EVENTWIRE_OPS_PORT: '0',
+      EVENTWIRE_OPS_HOST: '127.0.0.1',
+      EVENTWIRE_WATCH_NAMESPACE: namespace,
+    });
+    dispatcher ??= await startDispatcher(cfg, { kubeConfig: kc, log: silentLogger() });
+    await publish(n, s.prefix, [event(1)]);
+    const core = kc.makeApiClient(CoreV1Api);
+    await until('a Warning Event DeadLetterUnavailable', async () => {
+      const events = await core.listNamespacedEvent({
+        namespace,
+        fieldSelector: 'involvedObject.name=held,reason=DeadLetterUnavailable',
+      });
+      return events.items.length > 0;
+    });
+    const [warning] = (
+      await core.listNamespacedEvent({
+        namespace,
+        fieldSelector: 'involvedObject.name=held,reason=DeadLetterUnavailable',
+      })
+    ).items;
+    expect(warning?.type).toBe('Warning');
+    expect(warning?.message).toContain('e-1');
+    expect(warning?.message).toContain(`${s.prefix}lost.orders`);
+    // still held after more dead-letter attempts than max_deliver allows deliveries
+    const failures = async () => {
+      const text = await (
+        await fetch(`http://127.0.0.1:${String(dispatcher?.opsPort ?? 0)}/metrics`)
+      ).text();
+      const line = text
+        .split('\n')
+        .find(
+          (l) =>
+            l.startsWith('eventwire_dispatcher_dead_letter_failures_total{') &&
+            l.includes(`subscription="${namespace}/held"`) &&
+            l.includes('reason="no-stream"'),
+        );
+      return Number(line?.split(' ').at(-1) ?? 0);
+    };
+    await until('eight dead-letter failures', async () => (await failures()) >= 8);
+    const info = await n.jsm.consumers.info(s.name, s.consumer);
+    expect(info.num_ack_pending).toBe(1);
+    expect(info.ack_floor.stream_seq).toBe(0);
   });
 });
