@@ -55,6 +55,12 @@ const DEFAULT_ACK_WAIT_MS = 30_000;
  * in place, and the deliveries left cover restarts of the dispatcher.
  */
 const MAX_DELIVER_RESERVE = 10;
+/**
+ * The longest nak delay JetStream can read (about 285 years): it is sent in nanoseconds and
+ * the server reads an int64; a larger value is not understood and the message comes back at
+ * once.
+ */
+const MAX_NAK_DELAY_MS = 9_000_000_000_000;
 /** At most one Warning Event per worker and kind of failure that repeats, per interval. */
 const ALERT_INTERVAL_MS = 60_000;
 
@@ -836,7 +842,7 @@ export class SubscriptionWorker {
 
   #nak(h: Held, delayMs: number): void {
     this.#settled(h);
-    if (delayMs > 0) h.msg.nak(delayMs);
+    if (delayMs > 0) h.msg.nak(Math.min(Math.round(delayMs), MAX_NAK_DELAY_MS));
     else h.msg.nak();
     const count = h.msg.info.deliveryCount;
     if (this.#maxDeliver > 0 && count >= this.#maxDeliver) {

@@ -293,6 +293,27 @@ describe('dispatcher under hostile input', () => {
     });
   }
 
+  it('a nak delay too long for JetStream to read (nanoseconds past int64) is clamped, not dropped', async () => {
+    const s = await makeStream(n);
+    const target = await sink(() => ({
+      status: 429,
+      headers: { 'retry-after': '9'.repeat(20) },
+    }));
+    const { worker, metrics } = startWorker(
+      n,
+      workerSpec(s, target.url, { retryAfterMaxMs: Number.MAX_SAFE_INTEGER }),
+    );
+    workers.push(worker);
+    await publish(n, s.prefix, [event(1)]);
+    await until(
+      'the retry scheduled',
+      async () => (await metricValue(metrics, 'eventwire_dispatcher_retries_total')) === 1,
+    );
+    await pause(3_000);
+    expect(target.requests).toHaveLength(1);
+    expect((await consumerState(n, s)).ackPending).toBe(1);
+  });
+
   it('Retry-After an hour in the past: the configured backoff is used', async () => {
     const s = await makeStream(n);
     const past = new Date(Date.now() - HOUR).toUTCString();
