@@ -27,7 +27,7 @@ import {
   toNatsMessage,
   type CloudEvent,
   type EventResult,
-  type InvalidEventError,
+  InvalidEventError,
 } from '../cloudevents/index.ts';
 import { clampTimerMs, setLongTimeout, sleep } from '../util/timers.ts';
 import { subjectFor } from '../jetstream/subject.ts';
@@ -143,6 +143,24 @@ function publishFailureOf(err: unknown): PublishFailure {
 
 function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/**
+ * The CloudEvent of a message. The decoder reports what it refuses as a result; should it
+ * throw, the message is treated as not a CloudEvent (dead letter), never left to break the
+ * pull loop and come back after every ack_wait.
+ */
+function decode(msg: JsMsg): EventResult {
+  try {
+    return fromNatsMessage({ headers: msg.headers, data: msg.data });
+  } catch (err) {
+    const error = new InvalidEventError(
+      'bad-encoding',
+      `the message could not be decoded: ${describe(err)}`,
+      { field: 'message', fix: 'publish a CloudEvent in binary or structured mode', cause: err },
+    );
+    return { ok: false, error };
+  }
 }
 
 function eventIdOf(h: Held): string | undefined {
@@ -310,7 +328,7 @@ export class SubscriptionWorker {
     }
     const held: Held = {
       msg,
-      decoded: fromNatsMessage({ headers: msg.headers, data: msg.data }),
+      decoded: decode(msg),
       attempt: msg.info.deliveryCount,
       settled: false,
       heldReported: false,

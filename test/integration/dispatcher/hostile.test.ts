@@ -112,6 +112,28 @@ describe('dispatcher under hostile input', () => {
     });
   });
 
+  it('a sink URI that is not a URL fails each attempt like a connection error, then dead-letters naming the URI', async () => {
+    const s = await makeStream(n);
+    const { worker } = startWorker(
+      n,
+      workerSpec(s, 'not a url', {
+        retry: 2,
+        backoffDelayMs: 20,
+        deadLetter: { kind: 'subject', subject: s.dlSubject },
+      }),
+    );
+    workers.push(worker);
+    await publish(n, s.prefix, [event(1)]);
+    await until('acked', async () => (await consumerState(n, s)).ackFloor === 1);
+    const [dl] = await readStream(n, s.dlStream);
+    expect(dl?.event.extensions).toMatchObject({
+      ewerrorreason: 'retries-exhausted',
+      ewattempts: '3',
+      ewerrordest: 'not a url',
+    });
+    expect(dl?.event.extensions.ewerrordata).toContain('"not a url" is not a URL');
+  });
+
   it('a dead-letter subject no stream captures: the event is held, reported, and dead-lettered once a stream exists', async () => {
     // max_deliver 4: without holding the message, JetStream gives up after 4 deliveries
     const s = await makeStream(n, { maxDeliver: 4 });
