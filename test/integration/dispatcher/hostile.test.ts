@@ -242,6 +242,29 @@ describe('dispatcher under hostile input', () => {
     expect((await consumerState(n, s)).ackPending).toBe(0);
   });
 
+  it('a nak on the last delivery JetStream allows is reported as a lost event', async () => {
+    // a consumer whose max_deliver is below retry + 1 (not as the controller makes it)
+    const s = await makeStream(n, { maxDeliver: 2 });
+    const target = await sink(() => ({ status: 503 }));
+    const alerts: WorkerAlert[] = [];
+    const { worker, metrics } = startWorker(
+      n,
+      workerSpec(s, target.url, { retry: 5, backoffDelayMs: 20 }),
+      { onAlert: (a) => alerts.push(a) },
+    );
+    workers.push(worker);
+    await publish(n, s.prefix, [event(1)]);
+    await until(
+      'the loss reported',
+      async () =>
+        (await metricValue(metrics, 'eventwire_dispatcher_events_lost_total', {
+          reason: 'max-deliver',
+        })) === 1,
+    );
+    expect(target.requests).toHaveLength(2);
+    expect(alerts.filter((a) => a.reason === 'EventLost').map((a) => a.eventId)).toEqual(['e-1']);
+  });
+
   for (const forged of ['-20', '0', '+1', '007', 'x']) {
     it(`a forged ewhops ${JSON.stringify(forged)} counts as over the hop limit in a reply loop`, async () => {
       const s = await makeStream(n);
