@@ -8,7 +8,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { fromHttpRequest, type CloudEvent } from '../cloudevents/index.ts';
+import { fromHttpRequest, type CloudEvent, type InvalidEventError } from '../cloudevents/index.ts';
 import type { Logger } from '../observability/logger.ts';
 import { AuthUnavailableError, type Authorizer, type Caller } from './auth.ts';
 import type { IngressMetrics } from './metrics.ts';
@@ -18,10 +18,12 @@ import { encodeForNats, PublishError, publishEncoded, type EncodedEvent } from '
 import { allowsPublisher, type StreamDirectory, type StreamTarget } from './streams.ts';
 import {
   eventChecker,
+  MAX_HEADER_BYTES,
   MAX_JSON_DEPTH,
   smallestLimit,
   SubjectCache,
   tooLargeForStream,
+  tooLargeHeaders,
 } from './validate.ts';
 
 export interface IngressDeps {
@@ -166,8 +168,11 @@ function encodeAll(
   return decoded.events.map((event, index) => {
     const prefix = target.subjectPrefix;
     const encoded = encodeForNats(target, event, subjects.subjectFor(prefix, event.type));
-    if (max !== undefined && encoded.size > max) {
-      const error = tooLargeForStream(event, encoded.size, max);
+    let error: InvalidEventError | undefined;
+    if (encoded.headerSize > MAX_HEADER_BYTES) error = tooLargeHeaders(event, encoded.headerSize);
+    else if (max !== undefined && encoded.size > max)
+      error = tooLargeForStream(event, encoded.size, max);
+    if (error !== undefined) {
       throw HttpProblem.fromInvalidEvent(decoded.batch ? error.atIndex(index) : error);
     }
     return encoded;

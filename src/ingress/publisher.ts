@@ -19,6 +19,8 @@ export interface EncodedEvent {
   readonly msgID: string;
   /** the size JetStream's max_msg_size is compared with (as natsMessageSize computes it) */
   readonly size: number;
+  /** the header block's size, which JetStream limits to 64 KiB */
+  readonly headerSize: number;
 }
 
 const HEADER_BLOCK = 'NATS/1.0\r\n\r\n'.length + 'Nats-Msg-Id: \r\n'.length;
@@ -59,6 +61,7 @@ export function encodeForNats(
     headers,
     msgID: msg.msgId,
     size: headerBytes + msg.data.length,
+    headerSize: headerBytes,
   };
 }
 
@@ -83,6 +86,7 @@ export class PublishError extends Error {
 }
 
 const MAX_PAYLOAD_EXCEEDED = 10054;
+const HEADER_TOO_LARGE = 10097;
 const STREAM_NOT_MATCH = 10060;
 
 /** The error and its causes, outermost first (nats.js wraps a client error in RequestError). */
@@ -112,6 +116,13 @@ function classify(err: unknown): PublishError {
   if (err instanceof JetStreamApiError) {
     if (err.code === MAX_PAYLOAD_EXCEEDED) {
       return new PublishError('too-large', 'JetStream refused the message as too large', err);
+    }
+    if (err.code === HEADER_TOO_LARGE) {
+      return new PublishError(
+        'too-large',
+        "JetStream refused the message's headers (the event's attributes) as larger than 64 KiB",
+        err,
+      );
     }
     if (err.code === STREAM_NOT_MATCH) {
       return new PublishError(

@@ -3,6 +3,7 @@
 // data nests, extensions only eventwire may write, the subject the type encodes to, and the
 // message size against the stream's and the server's limits.
 import {
+  attributesOf,
   InvalidEventError,
   isJsonMediaType,
   mediaTypeOf,
@@ -167,6 +168,26 @@ export function tooLargeForStream(
     'too-large',
     `the event ${event.id} needs ${size} bytes, more than the stream's limit of ${maxBytes}`,
     { field: 'data', fix: 'send smaller events, or raise maxMsgSize on the EventStream' },
+  );
+}
+
+/** Largest NATS header block JetStream stores (it refuses more with error 10097). */
+export const MAX_HEADER_BYTES = 65_535;
+
+/**
+ * An event whose attributes need a NATS header block larger than JetStream stores. Names the
+ * largest attribute, the one to shorten.
+ */
+export function tooLargeHeaders(event: CloudEvent, headerSize: number): InvalidEventError {
+  let largest = 'source';
+  let largestLength = -1;
+  for (const [name, value] of attributesOf(event)) {
+    if (value.length > largestLength) [largest, largestLength] = [name, value.length];
+  }
+  return new InvalidEventError(
+    'too-large',
+    `the attributes of event ${event.id} need ${String(headerSize)} bytes of NATS headers, more than the ${String(MAX_HEADER_BYTES)} JetStream stores`,
+    { field: largest, fix: `send shorter attributes (${largest} is the longest)` },
   );
 }
 

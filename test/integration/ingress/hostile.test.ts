@@ -214,6 +214,44 @@ describe('ingress refuses hostile input', () => {
       }
     });
 
+    it('answers 413 naming the attribute when the NATS headers exceed the 64 KiB header limit of JetStream, not 503', async () => {
+      for (const member of ['source', 'subject', 'myext']) {
+        const event = { ...good, id: unique('hdr'), [member]: 'x'.repeat(70_000) };
+        const one = await refused(url(), structured, JSON.stringify(event));
+        expect([one.status, one.body.field, one.headers.get('retry-after')], member).toEqual([
+          413,
+          member,
+          null,
+        ]);
+      }
+      // many attributes, none large alone: the largest is named
+      const spread = Object.fromEntries(
+        Array.from({ length: 10 }, (_, i) => [`ext${String(i)}`, 'y'.repeat(7_000 + i)]),
+      );
+      const many = await refused(url(), batch, JSON.stringify([good, { ...good, ...spread }]));
+      expect([many.status, many.body.field, many.body.index]).toEqual([413, 'ext9', 1]);
+    });
+
+    it('classifies the header-size error of JetStream for a publish as too-large (permanent)', async () => {
+      const h = natsHeaders();
+      h.append('ce-source', 'x'.repeat(70_000));
+      const message = {
+        subject: `${prefix}.t`,
+        data: new Uint8Array(1),
+        headers: h,
+        msgID: 'hdr',
+        size: 1,
+      };
+      const failure = await publishEncoded(jetstream(nc), stream, [message], 5000).catch(
+        (err: unknown) => err,
+      );
+      expect(failure).toBeInstanceOf(PublishError);
+      expect([(failure as PublishError).kind, (failure as PublishError).transient]).toEqual([
+        'too-large',
+        false,
+      ]);
+    });
+
     it('classifies the client max_payload error of a publish as too-large (permanent), whatever the computed size', async () => {
       const max = nc.info?.max_payload ?? 0;
       const h = natsHeaders();
