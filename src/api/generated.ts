@@ -486,6 +486,18 @@ export interface ConsumerStatus {
    * to carry on without losing events when the consumer has to be recreated.
    */
   ackFloor?: number;
+  /**
+   * When the JetStream stream that ackFloor counts in was created: its identity. A stream with
+   * another creation time is a new stream whose sequences start again, so the consumer starts at
+   * its first message.
+   * An RFC 3339 date-time string.
+   */
+  streamCreated?: string;
+  /**
+   * The stream's first sequence when the status was written; messages the stream discards past it
+   * before this subscription read them are counted in stats.discardedUnread.
+   */
+  streamFirstSeq?: number;
 }
 
 /**
@@ -513,6 +525,14 @@ export interface SubscriptionStats {
    * An RFC 3339 date-time string.
    */
   lastDelivery?: string;
+  /**
+   * Stream messages discarded by the stream's limits (maxAge, maxMsgs, maxBytes) or lost with a
+   * recreated stream before this subscription read them, counted since it was created. Stream
+   * sequences are counted, so messages its filters would have skipped are included: an upper bound
+   * of the events lost. Each increase also raises a Warning Event (MessagesDiscardedUnread) and
+   * eventwire_controller_discarded_unread_total.
+   */
+  discardedUnread?: number;
 }
 
 /**
@@ -524,8 +544,8 @@ export interface EventSubscriptionStatus {
    */
   observedGeneration?: number;
   /**
-   * The latest observations: Ready, StreamReady, SinkResolved and ConsumerReady, each with a
-   * reason and a message saying what to do.
+   * The latest observations: Ready, StreamReady, SinkResolved, ConsumerReady, DeadLetterResolved
+   * and ReplyResolved, each with a reason and a message saying what to do.
    */
   conditions?: Condition[];
   /**
@@ -533,6 +553,12 @@ export interface EventSubscriptionStatus {
    * http://order-handler.shop.svc.cluster.local:8080/events.
    */
   sinkUri?: string;
+  /**
+   * The resolved URI dead-lettered events are POSTed to, when delivery.deadLetter.sink is set;
+   * resolved under the same rules as the sink. The dispatcher calls no dead-letter URI that is not
+   * written here.
+   */
+  deadLetterSinkUri?: string;
   /**
    * The durable JetStream consumer that feeds this subscription.
    */

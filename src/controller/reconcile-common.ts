@@ -36,12 +36,20 @@ export class StatusReporter<T extends WithStatus<{ conditions?: Condition[] }>> 
     const written = await this.resources.replaceStatus({ ...obj, status });
     for (const c of transitions(obj.status?.conditions, status.conditions ?? [])) {
       if (c.type !== 'Ready') continue;
-      const type = c.status === 'True' ? 'Normal' : 'Warning';
-      this.events.record(written, type, c.reason, c.message).catch((err: unknown) => {
-        // an Event is best effort: the condition already carries the same information
-        this.log.warn({ err, reason: c.reason }, 'recording kubernetes event failed');
-      });
+      this.record(written, c.status === 'True' ? 'Normal' : 'Warning', c.reason, c.message);
     }
     return written;
+  }
+
+  /** A Warning Event about something status records as a count or a reason. */
+  warn(obj: T, reason: string, message: string): void {
+    this.record(obj, 'Warning', reason, message);
+  }
+
+  private record(obj: T, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    this.events.record(obj, type, reason, message).catch((err: unknown) => {
+      // an Event is best effort: status carries the same information
+      this.log.warn({ err, reason }, 'recording kubernetes event failed');
+    });
   }
 }

@@ -3,7 +3,7 @@
 // consumer (create / update in place / migrate after the ack floor); sink (Service,
 // managed Service for a Deployment, or URI); status with conditions and stats; clean-up of
 // a consumer replaced by a migration once status names the new one.
-import type { ConsumerInfo } from '@nats-io/jetstream';
+import type { ConsumerInfo, StreamInfo } from '@nats-io/jetstream';
 import {
   CoreV1Api,
   type KubeConfig,
@@ -23,8 +23,11 @@ import { JetStreamAdminError, type JetStreamAdmin } from '../jetstream/admin.ts'
 import {
   consumerSettingsFor,
   planConsumer,
+  streamCreatedOf,
   type ConsumerObservation,
+  type ConsumerPlan,
   type ConsumerSettings,
+  type ResumeNote,
   type StartPosition,
 } from '../jetstream/consumer-plan.ts';
 import { pushdownSubjects } from '../jetstream/subject.ts';
@@ -42,16 +45,29 @@ import {
   type ReconcileOutcome,
   type StatusReporter,
 } from './reconcile-common.ts';
-import { resolveSink, type SinkOptions, type SinkResolution } from './sink.ts';
+import { resolveSink, type SinkInput, type SinkOptions, type SinkResolution } from './sink.ts';
 import { streamNameOf } from './stream-reconciler.ts';
+import { allowsNamespace, deadLetterCondition, replyCondition } from './targets.ts';
+import { consumerStatusOf, lossesOf, lossReport } from './consumer-status.ts';
 
 export interface Lookup<T> {
   get(namespace: string, name: string): T | undefined;
 }
 
+/** The EventStreams the controller knows: by name, and all of them (dead-letter capture). */
+export interface StreamLookup extends Lookup<EventStream> {
+  list(): EventStream[];
+}
+
+/** Counters of what the reconciler found lost or reset (the controller's /metrics). */
+export interface SubscriptionMetrics {
+  discardedUnread(subscription: string, count: number): void;
+  streamRecreated(subscription: string): void;
+}
+
 export interface SubscriptionReconcilerDeps {
   readonly subscriptions: CustomResources<EventSubscription>;
-  readonly streams: Lookup<EventStream>;
+  readonly streams: StreamLookup;
   readonly services: Lookup<V1Service>;
   readonly deployments: Lookup<V1Deployment>;
   readonly kubeConfig: KubeConfig;
@@ -60,6 +76,7 @@ export interface SubscriptionReconcilerDeps {
   readonly sink: SinkOptions;
   readonly defaultStream?: { readonly namespace: string; readonly name: string };
   readonly log: Logger;
+  readonly metrics?: SubscriptionMetrics;
   readonly now?: () => Date;
 }
 
@@ -82,6 +99,10 @@ interface ConsumerOutcome {
   readonly info?: ConsumerInfo;
   /** a consumer this one replaced, deleted once status names the new one */
   readonly replaced?: { readonly stream: string; readonly name: string };
+  /** the stream read when the consumer had to be recreated */
+  readonly stream?: StreamInfo;
+  /** why a recreated consumer did not resume after its recorded ack floor */
+  readonly note?: ResumeNote;
 }
 
 interface StreamTarget {
@@ -112,25 +133,92 @@ function startOf(sub: EventSubscription): StartPosition {
   return { policy: from };
 }
 
-function allowsNamespace(es: EventStream, namespace: string): boolean {
-  if (es.metadata?.namespace === namespace) return true;
-  const allowed = es.spec.allowedNamespaces ?? [];
-  return allowed.includes('*') || allowed.includes(namespace);
-}
-
 function statsOf(
   info: ConsumerInfo | undefined,
   prev: EventSubscriptionStatus['stats'],
+  discarded: number,
 ): EventSubscriptionStatus['stats'] {
   if (!info) return prev;
   const last = info.ack_floor.last_active as unknown;
   return {
     ...(prev ?? {}),
+    ...(discarded > 0 ? { discardedUnread: (prev?.discardedUnread ?? 0) + discarded } : {}),
     pending: info.num_pending,
     ackPending: info.num_ack_pending,
     redelivered: info.num_redelivered,
     ...(typeof last === 'string' && !last.startsWith('0001-') ? { lastDelivery: last } : {}),
   };
+}
+
+type Observed = ConsumerObservation & { readonly streamInfo?: StreamInfo };
+
+/**
+ * The stream's identity decides where a recreated consumer starts: read the stream fresh
+ * then, when a new consumer records it, and while neither status nor the consumer knows it.
+ */
+function needsStreamRead(
+  current: ConsumerInfo | undefined,
+  previous: ConsumerInfo | undefined,
+  created: string | undefined,
+): boolean {
+  if (!current && !previous) return true;
+  return (created ?? streamCreatedOf(current) ?? streamCreatedOf(previous)) === undefined;
+}
+
+function observation(o: {
+  current: ConsumerInfo | undefined;
+  previous: ConsumerInfo | undefined;
+  floor: number | undefined;
+  created: string | undefined;
+  stream: StreamInfo | undefined;
+}): Observed {
+  const { current, previous, floor, created, stream } = o;
+  return {
+    ...(current ? { current } : {}),
+    ...(previous ? { previous } : {}),
+    ...(floor === undefined ? {} : { lastKnownAckFloor: floor }),
+    ...(created === undefined ? {} : { lastKnownStreamCreated: created }),
+    ...(stream
+      ? {
+          stream: {
+            created: stream.created,
+            firstSeq: stream.state.first_seq,
+            lastSeq: stream.state.last_seq,
+          },
+          streamInfo: stream,
+        }
+      : {}),
+  };
+}
+
+const CONSUMER_RESET_REASON = 'StreamRecreated';
+
+/**
+ * ConsumerReady. After a consumer was recreated on a new stream, the reason says so for the
+ * rest of this generation, so `kubectl get evsub` shows it after the Warning Event.
+ */
+function consumerCondition(
+  sub: EventSubscription,
+  s: ConsumerSettings,
+  note: ResumeNote | undefined,
+): Cond {
+  if (note?.kind === 'stream-recreated') {
+    return ok(
+      'ConsumerReady',
+      CONSUMER_RESET_REASON,
+      `durable consumer ${s.stream}/${s.name} starts at the first message of stream ${s.stream}, which was recreated (created ${note.created}); the ack floor ${String(note.lastKnownAckFloor)} counted in the old stream`,
+    );
+  }
+  const prev = sub.status?.conditions?.find((c) => c.type === 'ConsumerReady');
+  if (
+    prev?.reason === CONSUMER_RESET_REASON &&
+    prev.status === 'True' &&
+    prev.observedGeneration === sub.metadata?.generation &&
+    sub.status?.consumer?.name === s.name
+  ) {
+    return ok('ConsumerReady', prev.reason, prev.message);
+  }
+  return ok('ConsumerReady', 'ConsumerReady', `durable consumer ${s.stream}/${s.name}`);
 }
 
 /** Do two Services agree on what eventwire manages: selector, ports, owners? */
@@ -170,11 +258,7 @@ export class SubscriptionReconciler {
         ? stream.cond
         : ok('StreamReady', 'StreamReady', `stream ${stream.streamName} is ready`),
     );
-    let consumer: {
-      info?: ConsumerInfo;
-      settings?: ConsumerSettings;
-      replaced?: { stream: string; name: string };
-    } = {};
+    let consumer: Omit<ConsumerOutcome, 'cond'> = {};
     if (filterCond.status !== 'True') {
       conds.push(filterCond);
     } else if ('cond' in stream) {
@@ -184,18 +268,32 @@ export class SubscriptionReconciler {
       consumer = result;
       conds.push(result.cond);
     }
-    const sink = await this.ensureSink(sub, log);
+    const sink = await this.ensureSink(sub, sub.spec.sink, log);
     conds.push(
       sink.ok
         ? ok('SinkResolved', 'SinkResolved', `events go to ${sink.uri}`)
         : bad('SinkResolved', sink.reason, sink.message),
     );
-    await this.writeStatus(sub, conds, sink, consumer);
+    const dlSink = await this.ensureOutputs(sub, conds, log);
+    await this.writeStatus(sub, conds, { sink, dlSink, consumer, stream }, log);
     if (consumer.replaced) {
       await this.deps.js.deleteConsumer(consumer.replaced.stream, consumer.replaced.name);
       log.info({ consumer: consumer.replaced.name }, 'replaced consumer deleted');
     }
     return readyOf(conds).status === 'True' ? {} : { requeueAfterMs: NOT_READY_REQUEUE_MS };
+  }
+
+  /** The dead letter and the reply stream: conditions, and the dead-letter sink if any. */
+  private async ensureOutputs(
+    sub: EventSubscription,
+    conds: Cond[],
+    log: Logger,
+  ): Promise<SinkResolution | undefined> {
+    const dlSinkSpec = sub.spec.delivery?.deadLetter?.sink;
+    const dlSink = dlSinkSpec ? await this.ensureSink(sub, dlSinkSpec, log) : undefined;
+    conds.push(deadLetterCondition(sub, this.deps.streams.list(), dlSink));
+    conds.push(replyCondition(sub, (n, name) => this.deps.streams.get(n, name)));
+    return dlSink;
   }
 
   private checkFilters(sub: EventSubscription): Cond {
@@ -276,7 +374,7 @@ export class SubscriptionReconciler {
   }
 
   /** The desired consumer, the one status names (if replaced), and the last known floor. */
-  private async observe(sub: EventSubscription, s: ConsumerSettings): Promise<ConsumerObservation> {
+  private async observe(sub: EventSubscription, s: ConsumerSettings): Promise<Observed> {
     const js = this.deps.js;
     const prev = sub.status?.consumer;
     const current = await js.consumerInfo(s.stream, s.name);
@@ -284,23 +382,25 @@ export class SubscriptionReconciler {
     const previous = replaced
       ? await js.consumerInfo(prev.stream ?? '', prev.name ?? '')
       : undefined;
-    const floor = prev?.stream === s.stream ? prev.ackFloor : undefined;
-    return {
-      ...(current ? { current } : {}),
-      ...(previous ? { previous } : {}),
-      ...(floor === undefined ? {} : { lastKnownAckFloor: floor }),
-    };
+    const sameName = prev?.stream === s.stream;
+    const floor = sameName ? prev.ackFloor : undefined;
+    const created = sameName ? prev.streamCreated : undefined;
+    const read = needsStreamRead(current, previous, created);
+    const stream = read ? await js.streamInfo(s.stream) : undefined;
+    return observation({ current, previous, floor, created, stream });
   }
 
   private async applyPlan(
     s: ConsumerSettings,
+    plan: ConsumerPlan,
     seen: ConsumerObservation,
     log: Logger,
   ): Promise<ConsumerInfo | undefined> {
-    const plan = planConsumer(s, seen);
     switch (plan.kind) {
       case 'none':
         return seen.current;
+      case 'wait':
+        throw new JetStreamAdminError(`${plan.reason}; retrying`, true, undefined);
       case 'update': {
         const info = await this.deps.js.updateConsumer(s.stream, plan.config);
         log.info(
@@ -327,16 +427,16 @@ export class SubscriptionReconciler {
     const settings = this.settingsFor(sub, stream);
     try {
       const seen = await this.observe(sub, settings);
-      const info = await this.applyPlan(settings, seen, log);
+      const plan = planConsumer(settings, seen);
+      const info = await this.applyPlan(settings, plan, seen, log);
       const prev = seen.previous;
+      const note = plan.kind === 'create' ? plan.note : undefined;
       return {
-        cond: ok(
-          'ConsumerReady',
-          'ConsumerReady',
-          `durable consumer ${settings.stream}/${settings.name}`,
-        ),
+        cond: consumerCondition(sub, settings, note),
         ...(info ? { info } : {}),
         ...(prev ? { replaced: { stream: prev.stream_name, name: prev.name } } : {}),
+        ...(seen.streamInfo ? { stream: seen.streamInfo } : {}),
+        ...(note ? { note } : {}),
       };
     } catch (err) {
       if (!(err instanceof JetStreamAdminError)) throw err;
@@ -346,9 +446,14 @@ export class SubscriptionReconciler {
     }
   }
 
-  private async ensureSink(sub: EventSubscription, log: Logger): Promise<SinkResolution> {
+  /** Resolves the sink, or the dead-letter sink, under the same rules. */
+  private async ensureSink(
+    sub: EventSubscription,
+    spec: SinkInput,
+    log: Logger,
+  ): Promise<SinkResolution> {
     const ns = sub.metadata?.namespace ?? '';
-    const ref = sub.spec.sink.ref;
+    const ref = spec.ref;
     const lookup: { service?: V1Service; deployment?: V1Deployment } = {};
     if (ref) {
       const service = this.deps.services.get(ns, ref.name);
@@ -362,7 +467,7 @@ export class SubscriptionReconciler {
       name: sub.metadata?.name ?? '',
       uid: sub.metadata?.uid ?? '',
     };
-    const res = resolveSink(identity, sub.spec.sink, lookup, this.deps.sink);
+    const res = resolveSink(identity, spec, lookup, this.deps.sink);
     if (res.ok && res.managedService) {
       await this.applyManagedService(res.managedService, lookup.service, log);
     }
@@ -389,36 +494,59 @@ export class SubscriptionReconciler {
   private async writeStatus(
     sub: EventSubscription,
     conds: Cond[],
-    sink: SinkResolution,
-    consumer: Omit<ConsumerOutcome, 'cond'>,
+    out: {
+      readonly sink: SinkResolution;
+      readonly dlSink: SinkResolution | undefined;
+      readonly consumer: Omit<ConsumerOutcome, 'cond'>;
+      readonly stream: StreamTarget | { cond: Cond };
+    },
+    log: Logger,
   ): Promise<void> {
     const now = this.deps.now?.() ?? new Date();
-    const all = [readyOf(conds), ...conds];
     const prev = sub.status ?? {};
+    const { sink, dlSink, consumer } = out;
     const info = consumer.info;
+    const losses = lossesOf(prev, consumer, 'es' in out.stream ? out.stream.es : undefined);
+    const kept = { ...prev };
+    // each URI is present only while it resolves: the dispatcher calls nothing else
+    delete kept.sinkUri;
+    delete kept.deadLetterSinkUri;
+    const stats = statsOf(info, prev.stats, losses.discarded);
     const status: EventSubscriptionStatus = {
-      ...prev,
+      ...kept,
       observedGeneration: sub.metadata?.generation ?? 0,
-      conditions: mergeConditions(prev.conditions, all, sub.metadata?.generation, now),
+      conditions: mergeConditions(
+        prev.conditions,
+        [readyOf(conds), ...conds],
+        sub.metadata?.generation,
+        now,
+      ),
       ...(sink.ok ? { sinkUri: sink.uri } : {}),
-      ...(info
-        ? {
-            consumer: {
-              stream: info.stream_name,
-              name: info.name,
-              filterSubjects: [
-                ...(info.config.filter_subjects ??
-                  (info.config.filter_subject ? [info.config.filter_subject] : [])),
-              ],
-              ackFloor: info.ack_floor.stream_seq,
-            },
-          }
-        : {}),
+      ...(dlSink?.ok ? { deadLetterSinkUri: dlSink.uri } : {}),
+      ...(info ? { consumer: consumerStatusOf(info, losses) } : {}),
+      ...(stats ? { stats } : {}),
     };
-    const stats = statsOf(info, prev.stats);
-    if (stats) status.stats = stats;
-    if (!sink.ok) delete status.sinkUri;
+    // before the write: a conflict retries on a consumer that exists by then, which would
+    // never report what this reconcile found
+    this.reportLosses(sub, info?.stream_name ?? '', consumer.note, losses.discarded, log);
     await this.deps.status.update(sub, status);
+  }
+
+  /** Warning Event, metrics and log for a stream recreated or messages discarded unread. */
+  private reportLosses(
+    sub: EventSubscription,
+    stream: string,
+    note: ResumeNote | undefined,
+    discarded: number,
+    log: Logger,
+  ): void {
+    const id = `${sub.metadata?.namespace ?? ''}/${sub.metadata?.name ?? ''}`;
+    const report = lossReport(stream, note, discarded);
+    if (report === undefined) return;
+    if (note?.kind === 'stream-recreated') this.deps.metrics?.streamRecreated(id);
+    if (discarded > 0) this.deps.metrics?.discardedUnread(id, discarded);
+    log.warn({ stream, discarded, reason: report.reason }, 'events lost unread');
+    this.deps.status.warn(sub, report.reason, report.message);
   }
 
   private async finalize(sub: EventSubscription, log: Logger): Promise<ReconcileOutcome> {

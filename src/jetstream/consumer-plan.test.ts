@@ -86,7 +86,63 @@ describe('planConsumer', () => {
   });
 
   it('recreates a consumer deleted out of band after its last recorded ack floor', () => {
-    const plan = planConsumer(s, { lastKnownAckFloor: 99 });
-    expect(plan).toMatchObject({ kind: 'create', config: { opt_start_seq: 100 } });
+    // without the stream to compare with, nothing is created: the floor may mean nothing there
+    expect(planConsumer(s, { lastKnownAckFloor: 99 })).toMatchObject({ kind: 'wait' });
+    const same = { created: '2026-12-01T10:00:00Z', firstSeq: 1, lastSeq: 150 };
+    const again = planConsumer(s, {
+      lastKnownAckFloor: 99,
+      lastKnownStreamCreated: same.created,
+      stream: same,
+    });
+    expect(again).toEqual({
+      kind: 'create',
+      config: expect.objectContaining({ opt_start_seq: 100 }) as unknown,
+    });
+  });
+});
+
+describe('planConsumer after the consumer vanished', () => {
+  const s = consumerSettingsFor(input);
+
+  it('starts at the first message of a stream recreated since the floor was recorded', () => {
+    // a memory stream after a nats-server restart: same name, new creation time, seq 1 again
+    const stream = { created: '2026-12-02T09:00:00Z', firstSeq: 1, lastSeq: 40 };
+    const plan = planConsumer(s, {
+      lastKnownAckFloor: 30,
+      lastKnownStreamCreated: '2026-12-01T10:00:00Z',
+      stream,
+    });
+    expect(plan).toMatchObject({
+      kind: 'create',
+      config: { deliver_policy: 'all' },
+      note: { kind: 'stream-recreated', lastKnownAckFloor: 30, created: stream.created },
+    });
+    if (plan.kind === 'create') expect(plan.config.opt_start_seq).toBeUndefined();
+  });
+
+  it('without a recorded creation time, takes sequences that went backwards for a new stream', () => {
+    const fresh = { created: '2026-12-02T09:00:00Z', firstSeq: 0, lastSeq: 0 };
+    expect(planConsumer(s, { lastKnownAckFloor: 30, stream: fresh })).toMatchObject({
+      config: { deliver_policy: 'all' },
+      note: { kind: 'stream-recreated' },
+    });
+    const grown = { created: '2026-12-02T09:00:00Z', firstSeq: 1, lastSeq: 30 };
+    expect(planConsumer(s, { lastKnownAckFloor: 30, stream: grown })).toMatchObject({
+      config: { opt_start_seq: 31 },
+    });
+  });
+
+  it('counts the messages the stream discarded after the floor before they were read', () => {
+    const created = '2026-12-01T10:00:00Z';
+    const stream = { created, firstSeq: 71, lastSeq: 120 };
+    const plan = planConsumer(s, {
+      lastKnownAckFloor: 20,
+      lastKnownStreamCreated: created,
+      stream,
+    });
+    expect(plan).toMatchObject({
+      config: { deliver_policy: 'all' },
+      note: { kind: 'discarded', discarded: 50, firstSeq: 71 },
+    });
   });
 });

@@ -25,6 +25,13 @@ import { OWNER_METADATA_KEY, type FieldChange } from './stream-plan.ts';
  */
 export const MAX_DELIVER_HEADROOM = 100;
 
+/**
+ * Consumer metadata naming the creation time of the stream the consumer was created on: the
+ * identity of the sequence space its ack floor counts in. The consumer dies with its stream,
+ * so the key always names the stream it is on.
+ */
+export const STREAM_CREATED_METADATA_KEY = 'eventwire.io/stream-created';
+
 /** Added to delivery.timeout for ack_wait: the dispatcher's own work after an attempt. */
 export const ACK_WAIT_GRACE_MS = 10_000;
 
@@ -110,14 +117,28 @@ function mutableFields(s: ConsumerSettings): Partial<ConsumerConfig> {
 }
 
 /** The full configuration to create the consumer with, starting at `start`. */
-export function toConsumerConfig(s: ConsumerSettings, start = s.start): Partial<ConsumerConfig> {
+export function toConsumerConfig(
+  s: ConsumerSettings,
+  start = s.start,
+  streamCreated?: string,
+): Partial<ConsumerConfig> {
+  const mutable = mutableFields(s);
   return {
     durable_name: s.name,
     ack_policy: AckPolicy.Explicit,
     replay_policy: ReplayPolicy.Instant,
     ...deliverFields(start),
-    ...mutableFields(s),
+    ...mutable,
+    metadata: {
+      ...mutable.metadata,
+      ...(streamCreated === undefined ? {} : { [STREAM_CREATED_METADATA_KEY]: streamCreated }),
+    },
   };
+}
+
+/** The creation time of the stream a consumer was created on, from its metadata. */
+export function streamCreatedOf(info: ConsumerInfo | undefined): string | undefined {
+  return info?.config.metadata?.[STREAM_CREATED_METADATA_KEY];
 }
 
 function sortedSubjects(c: Partial<ConsumerConfig>): string[] {
@@ -145,9 +166,32 @@ export function diffConsumer(
   });
 }
 
+/**
+ * Why a recreated consumer does not simply resume after its last recorded ack floor:
+ * - `stream-recreated`: the stream is not the one the floor counts in (another creation time,
+ *   or its sequences went backwards), so the consumer starts at the new stream's first message;
+ * - `discarded`: the stream discarded messages after the floor before they were read (its
+ *   limits), so the consumer starts at the stream's first message and `discarded` stream
+ *   sequences were lost (an upper bound: the filters might have skipped some of them).
+ */
+export type ResumeNote =
+  | {
+      readonly kind: 'stream-recreated';
+      readonly previousCreated: string | undefined;
+      readonly created: string;
+      readonly lastKnownAckFloor: number;
+    }
+  | { readonly kind: 'discarded'; readonly discarded: number; readonly firstSeq: number };
+
 export type ConsumerPlan =
   | { readonly kind: 'none' }
-  | { readonly kind: 'create'; readonly config: Partial<ConsumerConfig> }
+  /** the stream to resume in is missing: create nothing until it is there */
+  | { readonly kind: 'wait'; readonly reason: string }
+  | {
+      readonly kind: 'create';
+      readonly config: Partial<ConsumerConfig>;
+      readonly note?: ResumeNote;
+    }
   | {
       readonly kind: 'update';
       readonly config: Partial<ConsumerConfig>;
@@ -167,28 +211,93 @@ export interface ConsumerObservation {
   readonly previous?: ConsumerInfo;
   /** the last ack floor recorded in status for the previous consumer, if any */
   readonly lastKnownAckFloor?: number;
+  /** the creation time of the stream that floor counts in, when status recorded it */
+  readonly lastKnownStreamCreated?: string;
+  /** the stream as it is now (read when a consumer must be recreated) */
+  readonly stream?: StreamIdentity;
+}
+
+/** What identifies a stream's sequence space, and where that space starts and ends now. */
+export interface StreamIdentity {
+  readonly created: string;
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+}
+
+/**
+ * Is `stream` the stream an ack floor recorded earlier counts in? Its creation time says so
+ * when status recorded it; otherwise a floor past the stream's last sequence means the
+ * sequences went backwards, i.e. a new stream.
+ */
+export function sameStream(
+  stream: StreamIdentity,
+  lastKnownAckFloor: number,
+  lastKnownCreated: string | undefined,
+): boolean {
+  if (lastKnownCreated !== undefined) return lastKnownCreated === stream.created;
+  return lastKnownAckFloor <= stream.lastSeq;
+}
+
+/** The consumer to recreate after its last recorded ack floor (deleted out of band, or lost). */
+function planResume(
+  s: ConsumerSettings,
+  floor: number,
+  seen: ConsumerObservation,
+): Extract<ConsumerPlan, { kind: 'create' | 'wait' }> {
+  const stream = seen.stream;
+  if (stream === undefined) {
+    // a consumer created now could land in a stream created right after this look-up, at a
+    // sequence that means nothing there
+    return { kind: 'wait', reason: `JetStream stream ${s.stream} does not exist` };
+  }
+  if (!sameStream(stream, floor, seen.lastKnownStreamCreated)) {
+    return {
+      kind: 'create',
+      config: toConsumerConfig(s, { policy: 'all' }, stream.created),
+      note: {
+        kind: 'stream-recreated',
+        previousCreated: seen.lastKnownStreamCreated,
+        created: stream.created,
+        lastKnownAckFloor: floor,
+      },
+    };
+  }
+  const discarded = stream.firstSeq - 1 - floor;
+  if (discarded > 0) {
+    return {
+      kind: 'create',
+      config: toConsumerConfig(s, { policy: 'all' }, stream.created),
+      note: { kind: 'discarded', discarded, firstSeq: stream.firstSeq },
+    };
+  }
+  return {
+    kind: 'create',
+    config: toConsumerConfig(s, { policy: 'sequence', startSeq: floor + 1 }, stream.created),
+  };
 }
 
 export function planConsumer(s: ConsumerSettings, seen: ConsumerObservation): ConsumerPlan {
   if (seen.current) {
     const changes = diffConsumer(seen.current.config, s);
     if (changes.length === 0) return { kind: 'none' };
-    return { kind: 'update', config: { ...seen.current.config, ...mutableFields(s) }, changes };
+    const mutable = mutableFields(s);
+    // keep the metadata eventwire does not diff (the stream identity)
+    const metadata = { ...seen.current.config.metadata, ...mutable.metadata };
+    return { kind: 'update', config: { ...seen.current.config, ...mutable, metadata }, changes };
   }
   if (seen.previous?.stream_name === s.stream) {
     const startSeq = seen.previous.ack_floor.stream_seq + 1;
+    const created = streamCreatedOf(seen.previous) ?? seen.stream?.created;
     return {
       kind: 'migrate',
-      config: toConsumerConfig(s, { policy: 'sequence', startSeq }),
+      config: toConsumerConfig(s, { policy: 'sequence', startSeq }, created),
       from: { stream: seen.previous.stream_name, name: seen.previous.name },
     };
   }
   if (seen.lastKnownAckFloor !== undefined) {
-    // the consumer vanished (deleted out of band): resume after the last recorded floor
-    return {
-      kind: 'create',
-      config: toConsumerConfig(s, { policy: 'sequence', startSeq: seen.lastKnownAckFloor + 1 }),
-    };
+    // the consumer vanished (deleted out of band, or with its stream): resume after the last
+    // recorded floor, in the same stream only
+    return planResume(s, seen.lastKnownAckFloor, seen);
   }
-  return { kind: 'create', config: toConsumerConfig(s) };
+  return { kind: 'create', config: toConsumerConfig(s, s.start, seen.stream?.created) };
 }

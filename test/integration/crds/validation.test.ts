@@ -508,6 +508,36 @@ describe('EventSubscription delivery', () => {
     );
   });
 
+  it.each([
+    ['timeout', '600h'],
+    ['retryAfterMax', '10000h'],
+    ['backoffMax', '168h1ns'],
+    ['backoffDelay', '604801s'],
+    ['timeout', '99999999999999999999h'],
+    ['timeout', '1h9999999999999999999m'],
+    ['retryAfterMax', '10081m'],
+  ])('rejects delivery.%s %j (longer than 168h)', async (field, value) => {
+    // Node's timers cannot wait longer than about 24.8 days; the cap keeps every timer exact
+    await expectInvalid(
+      'EventSubscription',
+      withDelivery({ [field]: value }),
+      `spec.delivery.${field}`,
+      'must be at most 168h (7 days)',
+    );
+  });
+
+  it('accepts delivery durations up to 168h, written any way', async () => {
+    await expectValid(
+      'EventSubscription',
+      withDelivery({
+        timeout: '168h',
+        backoffDelay: '10080m',
+        backoffMax: '604800000ms',
+        retryAfterMax: '0000001h',
+      }),
+    );
+  });
+
   it('rejects orderingKey without ordering: key', async () => {
     await expectInvalid(
       'EventSubscription',
