@@ -39,19 +39,33 @@ describe('JSON nested deeply', () => {
     expect(parsed).toHaveLength(2);
   });
 
-  it('decoding structured or batch data nested 5,000 deep is an error naming data, not a RangeError', () => {
+  it('decoding structured or batch data nested 5,000 deep keeps it, or is an error naming data, never a RangeError', () => {
+    const deep = nested(5000);
     const one = enc.encode(
-      `{"specversion":"1.0","id":"1","source":"/s","type":"t","data":${nested(5000)}}`,
+      `{"specversion":"1.0","id":"1","source":"/s","type":"t","data":${deep}}`,
     );
     const single = fromStructuredBody(one);
-    expect(single.ok).toBe(false);
-    if (!single.ok) expect([single.error.field, single.error.httpStatus]).toEqual(['data', 400]);
+    expect(single.ok && dec.decode(single.event.data)).toBe(deep);
     const many = fromBatchBody(enc.encode(`[${dec.decode(one)}]`));
-    expect(many.ok).toBe(false);
-    if (!many.ok) expect([many.error.field, many.error.index]).toEqual(['data', 0]);
-    expect(fromNatsMessage({ headers: structured, data: one }).ok).toBe(false);
+    expect(many.ok && dec.decode(many.events[0]?.data)).toBe(deep);
+    expect(fromNatsMessage({ headers: structured, data: one }).ok).toBe(true);
+    // a member name written with escapes is found only by parsing: the value is re-serialised
+    const escaped = enc.encode(
+      `{"specversion":"1.0","id":"1","source":"/s","type":"t","d\\u0061ta":${deep}}`,
+    );
+    const failed = fromStructuredBody(escaped);
+    expect(!failed.ok && [failed.error.field, failed.error.httpStatus]).toEqual(['data', 400]);
+    const failedBatch = fromBatchBody(
+      enc.encode(`[${JSON.stringify(base)},${dec.decode(escaped)}]`),
+    );
+    expect(!failedBatch.ok && [failedBatch.error.field, failedBatch.error.index]).toEqual([
+      'data',
+      1,
+    ]);
   });
+});
 
+describe('the JSON depth limit', () => {
   it('findDeepJson scans linearly: strings, escapes, batch index and member', () => {
     expect(findDeepJson(enc.encode(nested(3)), 3, 'value')).toBeUndefined();
     expect(findDeepJson(enc.encode(nested(4)), 3, 'value')).toEqual({});
@@ -216,5 +230,43 @@ describe('member names special to JavaScript objects', () => {
       body: new Uint8Array(),
     });
     expect(!b.ok && b.error.field).toBe('__proto__');
+  });
+});
+
+describe('JSON data read from JSON-format events', () => {
+  const event = (data: string, extra = '') =>
+    `{"specversion":"1.0","id":"1","source":"/s","type":"t"${extra},"data":${data}}`;
+
+  it('keeps the bytes of data as sent: big integers, 1e400 and formatting survive', () => {
+    for (const data of [
+      '12345678901234567890',
+      '1e400',
+      '[1, 2 ,{"a" : 0.10}]',
+      '"\\ud800"',
+      '-0',
+    ]) {
+      const one = fromStructuredBody(enc.encode(event(data)));
+      expect(one.ok && dec.decode(one.event.data), data).toBe(data);
+    }
+    const spaced = fromStructuredBody(
+      enc.encode(
+        `{ "data" :\n 12345678901234567891 ,"specversion":"1.0","id":"1","source":"/s","type":"t"}`,
+      ),
+    );
+    expect(spaced.ok && dec.decode(spaced.event.data)).toBe('12345678901234567891');
+    const many = fromBatchBody(
+      enc.encode(
+        `[${event('1')}, ${event('{"data": 98765432109876543210}', ',"subject":"data"')}]`,
+      ),
+    );
+    expect(many.ok && many.events.map((e) => dec.decode(e.data))).toEqual([
+      '1',
+      '{"data": 98765432109876543210}',
+    ]);
+  });
+
+  it('takes the last of duplicate data members, as JSON.parse does', () => {
+    const dup = fromStructuredBody(enc.encode(event('2', ',"data":12345678901234567890')));
+    expect(dup.ok && dec.decode(dup.event.data)).toBe('2');
   });
 });

@@ -1,7 +1,8 @@
-// How deeply JSON text nests, found by one linear pass over its bytes (no recursion, no parse):
-// brackets and braces outside strings count. UTF-8 multi-byte sequences never hold ASCII bytes,
-// so the scan works on the raw bytes. Used by the ingress to refuse pathological data before
-// JSON.parse and JSON.stringify see it.
+// Linear scans of JSON text over its bytes (no recursion, no parse): how deeply it nests, and
+// where the `data` members of JSON-format events are. Brackets, braces, colons and commas
+// outside strings count; UTF-8 multi-byte sequences never hold ASCII bytes, so the scans work
+// on the raw bytes. Used to refuse pathological data before JSON.parse and JSON.stringify see
+// it, and to keep JSON data exactly as it was sent.
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -10,6 +11,8 @@ const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
 const OPEN_OBJECT = 0x7b;
 const CLOSE_OBJECT = 0x7d;
+const COLON = 0x3a;
+const DATA_KEY = Buffer.from('"data"');
 
 /** What holds the scanned JSON: a bare value, one JSON-format event, or a batch of them. */
 export type JsonContainer = 'value' | 'event' | 'batch';
@@ -94,4 +97,76 @@ export function findDeepJson(
     }
   }
   return undefined;
+}
+
+/** Where a `data` member's value lies in the text: [start, end). */
+export type Span = readonly [number, number];
+
+interface SpanState {
+  depth: number;
+  index: number;
+  /** the last member name at the event's level was exactly "data" */
+  dataKey: boolean;
+  /** start of the data value being read */
+  start: number;
+  readonly spans: (Span | undefined)[];
+}
+
+function isWhitespace(byte: number | undefined): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+}
+
+function skipWhitespace(text: Uint8Array, from: number): number {
+  let i = from;
+  while (isWhitespace(text[i])) i += 1;
+  return i;
+}
+
+function endValue(text: Uint8Array, s: SpanState, at: number): void {
+  if (s.start < 0) return;
+  let end = at;
+  while (end > s.start && isWhitespace(text[end - 1])) end -= 1;
+  s.spans[s.index] = [s.start, end]; // a later data member replaces it, as in JSON.parse
+  s.start = -1;
+}
+
+function atEventLevel(text: Uint8Array, s: SpanState, i: number, byte: number | undefined): void {
+  if (byte === COLON) {
+    if (s.dataKey) s.start = skipWhitespace(text, i + 1);
+  } else if (byte === COMMA) {
+    endValue(text, s, i);
+  }
+}
+
+/**
+ * The spans of the `data` member values of a JSON-format event (`event`) or of each event of a
+ * batch (`batch`, by index), for text that JSON.parse accepted. A member name written with
+ * escapes (`"d\u0061ta"`) is not found: the caller then re-serialises the parsed value.
+ */
+export function findDataSpans(
+  text: Uint8Array,
+  container: 'event' | 'batch',
+): (Span | undefined)[] {
+  const own = OWN_LEVELS[container];
+  const s: SpanState = { depth: 0, index: 0, dataKey: false, start: -1, spans: [] };
+  for (let i = 0; i < text.length; i += 1) {
+    const byte = text[i];
+    if (byte === QUOTE) {
+      const end = endOfString(text, i);
+      if (s.depth === own && s.start < 0) {
+        s.dataKey = end - i + 1 === DATA_KEY.length && DATA_KEY.equals(text.subarray(i, end + 1));
+      }
+      i = end;
+    } else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) {
+      s.depth += 1;
+    } else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) {
+      if (s.depth === own) endValue(text, s, i);
+      s.depth -= 1;
+    } else if (s.depth === own) {
+      atEventLevel(text, s, i, byte);
+    } else if (byte === COMMA && s.depth === 1 && container === 'batch') {
+      s.index += 1;
+    }
+  }
+  return s.spans;
 }

@@ -2,8 +2,9 @@
 // datacontenttype is JSON or absent and the bytes are JSON, as a string for textual media
 // types, and as `data_base64` otherwise. JSON data is embedded as the text it was (never
 // parsed and re-serialised, so any depth the bytes have is written); reading a JSON-format
-// event re-serialises `data` compactly. Extension values of JSON type number or boolean are
-// read as their canonical string form; `null` members are absent.
+// event keeps the bytes of a `data` object, array or number as they were sent (numbers beyond
+// 2^53 stay exact). Extension values of JSON type number or boolean are read as their
+// canonical string form; `null` members are absent.
 import { InvalidEventError } from './errors.ts';
 import {
   checked,
@@ -13,6 +14,7 @@ import {
   type CloudEvent,
   type EventResult,
 } from './event.ts';
+import { findDataSpans, type Span } from './json-depth.ts';
 
 export const STRUCTURED_CONTENT_TYPE = 'application/cloudevents+json; charset=utf-8';
 export const BATCH_CONTENT_TYPE = 'application/cloudevents-batch+json; charset=utf-8';
@@ -150,6 +152,7 @@ function isBase64(value: unknown): value is string {
 
 function decodeData(
   obj: Record<string, unknown>,
+  raw: Uint8Array | undefined,
 ): { ok: true; data: Uint8Array | undefined } | Failure {
   const hasData = obj.data !== undefined && obj.data !== null;
   const hasBase64 = obj.data_base64 !== undefined && obj.data_base64 !== null;
@@ -177,7 +180,7 @@ function decodeData(
   // a string with a non-JSON content type is the text itself; everything else is a JSON value
   if (typeof obj.data === 'string' && ct !== undefined && !isJsonMediaType(ct))
     return { ok: true, data: utf8.encode(obj.data) };
-  return reserialised(obj.data);
+  return raw === undefined ? reserialised(obj.data) : { ok: true, data: raw };
 }
 
 /** JSON data read from a JSON-format event, as compact JSON text. */
@@ -227,8 +230,12 @@ function readAttributes(
   return { ok: true, attrs, extensions: Object.fromEntries(extensions) };
 }
 
-/** Reads one event from a parsed JSON-format value (an object), validating it. */
-export function fromJsonObject(value: unknown): EventResult {
+/**
+ * Reads one event from a parsed JSON-format value (an object), validating it. `rawData`, the
+ * bytes of its `data` member as sent, is kept as the data instead of re-serialising the parsed
+ * value (which would round numbers beyond 2^53 and turn 1e400 into null).
+ */
+export function fromJsonObject(value: unknown, rawData?: Uint8Array): EventResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return fail(
       'bad-json',
@@ -240,16 +247,38 @@ export function fromJsonObject(value: unknown): EventResult {
   const obj = value as Record<string, unknown>;
   const attributes = readAttributes(obj);
   if (!attributes.ok) return attributes;
-  const data = decodeData(obj);
+  const data = decodeData(obj, rawData);
   if (!data.ok) return data;
   const event = { ...attributes.attrs, extensions: attributes.extensions } as unknown as CloudEvent;
   return checked(data.data === undefined ? event : { ...event, data: data.data });
 }
 
+/** Whether a parsed member holds JSON data that re-serialising could change (numbers). */
+function numericData(item: unknown): boolean {
+  if (typeof item !== 'object' || item === null) return false;
+  const data = (item as Record<string, unknown>).data;
+  return typeof data === 'number' || (typeof data === 'object' && data !== null);
+}
+
+/** The bytes of the `data` members of a body, by event index, found only when needed. */
+function rawDataOf(
+  body: Uint8Array,
+  container: 'event' | 'batch',
+): (index: number, item: unknown) => Uint8Array | undefined {
+  let spans: (Span | undefined)[] | undefined;
+  return (index, item) => {
+    if (!numericData(item)) return undefined;
+    spans ??= findDataSpans(body, container);
+    const span = spans[index];
+    return span === undefined ? undefined : body.slice(span[0], span[1]);
+  };
+}
+
 /** Reads one structured-mode event from a body. */
 export function fromStructuredBody(body: Uint8Array): EventResult {
   const parsed = parseJsonBody(body);
-  return parsed.ok ? fromJsonObject(parsed.value) : parsed;
+  if (!parsed.ok) return parsed;
+  return fromJsonObject(parsed.value, rawDataOf(body, 'event')(0, parsed.value));
 }
 
 /** Reads a batch; the whole batch fails on the first invalid event (its index is recorded). */
@@ -264,8 +293,9 @@ export function fromBatchBody(body: Uint8Array): { ok: true; events: CloudEvent[
     return { ok: false, error };
   }
   const events: CloudEvent[] = [];
+  const raw = rawDataOf(body, 'batch');
   for (const [index, item] of (parsed.value as unknown[]).entries()) {
-    const result = fromJsonObject(item);
+    const result = fromJsonObject(item, raw(index, item));
     if (!result.ok) return { ok: false, error: result.error.atIndex(index) };
     events.push(result.event);
   }

@@ -417,6 +417,19 @@ describe('ingress refuses hostile input', () => {
       expect((await fetch(`${ingress.url}/it/events`)).status).toBe(405);
     });
 
+    it('stores the JSON data of structured and batch events as sent: big integers stay exact', async () => {
+      const id = unique('bigint');
+      const data = '{"order": 12345678901234567890, "total": 1e400}';
+      const one = withData(data, { id, datacontenttype: 'application/json' });
+      expect((await post(url(), structured, one)).status).toBe(202);
+      const list = `[${withData('98765432109876543210', { id: `${id}-b` })}]`;
+      expect((await post(url(), batch, list)).status).toBe(202);
+      const stored = await storedMessages(jsm, stream);
+      const byId = (want: string) => stored.find((m) => m.header.get('ce-id') === want);
+      expect(new TextDecoder().decode(byId(id)?.data)).toBe(data);
+      expect(new TextDecoder().decode(byId(`${id}-b`)?.data)).toBe('98765432109876543210');
+    });
+
     it('refuses an extension named __proto__ instead of dropping it', async () => {
       const answer = await refused(
         url(),
