@@ -241,6 +241,7 @@ describe('ingress refuses hostile input', () => {
         headers: h,
         msgID: 'hdr',
         size: 1,
+        headerSize: 1, // a wrong computation
       };
       const failure = await publishEncoded(jetstream(nc), stream, [message], 5000).catch(
         (err: unknown) => err,
@@ -262,6 +263,7 @@ describe('ingress refuses hostile input', () => {
         headers: h,
         msgID: 'too-large-anyway',
         size: 1, // a wrong computation
+        headerSize: 1,
       };
       const failure = await publishEncoded(jetstream(nc), stream, [message], 5000).catch(
         (err: unknown) => err,
