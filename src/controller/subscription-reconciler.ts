@@ -197,18 +197,42 @@ const CONSUMER_RESET_REASON = 'StreamRecreated';
  * ConsumerReady. After a consumer was recreated on a new stream, the reason says so for the
  * rest of this generation, so `kubectl get evsub` shows it after the Warning Event.
  */
+/**
+ * Is the consumer on another stream than the one status recorded? Found when the status write
+ * after the consumer was recreated failed, so the next reconcile still says why.
+ */
+function onAnotherStream(
+  sub: EventSubscription,
+  s: ConsumerSettings,
+  created: string | undefined,
+): boolean {
+  const recorded = sub.status?.consumer;
+  if (recorded?.name !== s.name || recorded.streamCreated === undefined) return false;
+  return created !== undefined && recorded.streamCreated !== created;
+}
+
 function consumerCondition(
   sub: EventSubscription,
   s: ConsumerSettings,
   note: ResumeNote | undefined,
+  info: ConsumerInfo | undefined,
 ): Cond {
-  if (note?.kind === 'stream-recreated') {
+  const created = note?.kind === 'stream-recreated' ? note.created : streamCreatedOf(info);
+  if (note?.kind === 'stream-recreated' || onAnotherStream(sub, s, created)) {
     return ok(
       'ConsumerReady',
       CONSUMER_RESET_REASON,
-      `durable consumer ${s.stream}/${s.name} starts at the first message of stream ${s.stream}, which was recreated (created ${note.created}); the ack floor ${String(note.lastKnownAckFloor)} counted in the old stream`,
+      `durable consumer ${s.stream}/${s.name} starts at the first message of stream ${s.stream}, which was recreated (created ${created ?? '?'}); the ack floor recorded before counted in the old stream`,
     );
   }
+  return (
+    keptReset(sub, s) ??
+    ok('ConsumerReady', 'ConsumerReady', `durable consumer ${s.stream}/${s.name}`)
+  );
+}
+
+/** The StreamRecreated reason stays for the rest of the generation, on the same consumer. */
+function keptReset(sub: EventSubscription, s: ConsumerSettings): Cond | undefined {
   const prev = sub.status?.conditions?.find((c) => c.type === 'ConsumerReady');
   if (
     prev?.reason === CONSUMER_RESET_REASON &&
@@ -218,7 +242,7 @@ function consumerCondition(
   ) {
     return ok('ConsumerReady', prev.reason, prev.message);
   }
-  return ok('ConsumerReady', 'ConsumerReady', `durable consumer ${s.stream}/${s.name}`);
+  return undefined;
 }
 
 /** Do two Services agree on what eventwire manages: selector, ports, owners? */
@@ -432,7 +456,7 @@ export class SubscriptionReconciler {
       const prev = seen.previous;
       const note = plan.kind === 'create' ? plan.note : undefined;
       return {
-        cond: consumerCondition(sub, settings, note),
+        cond: consumerCondition(sub, settings, note, info),
         ...(info ? { info } : {}),
         ...(prev ? { replaced: { stream: prev.stream_name, name: prev.name } } : {}),
         ...(seen.streamInfo ? { stream: seen.streamInfo } : {}),

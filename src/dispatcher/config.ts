@@ -1,12 +1,10 @@
 // The dispatcher's configuration, parsed and validated once at start.
 import { parseCommonConfig, type CommonConfig } from '../config/common.ts';
-import { durationMs, optionalStr, str, type Env } from '../config/env.ts';
+import { durationMs, optionalStr, type Env } from '../config/env.ts';
 
 export interface DispatcherConfig extends CommonConfig {
   /** how long shutdown waits for deliveries in flight before aborting them */
   readonly gracePeriodMs: number;
-  /** for dead-letter sink refs: <svc>.<ns>.svc.<clusterDomain> */
-  readonly clusterDomain: string;
   /** only subscriptions in this namespace; all namespaces when unset */
   readonly namespace?: string;
 }
@@ -16,7 +14,6 @@ export function parseDispatcherConfig(env: Env): DispatcherConfig {
   return {
     ...parseCommonConfig(env, 'dispatcher', 8080),
     gracePeriodMs: durationMs(env, 'EVENTWIRE_SHUTDOWN_GRACE_PERIOD', '25s'),
-    clusterDomain: str(env, 'EVENTWIRE_CLUSTER_DOMAIN', 'cluster.local'),
     ...(namespace ? { namespace } : {}),
   };
 }

@@ -21,7 +21,7 @@ import { startOpsServer, type OpsServer } from '../observability/http-server.ts'
 import { createLogger, type Logger } from '../observability/logger.ts';
 import type { DispatcherConfig } from './config.ts';
 import { DispatcherMetrics } from './metrics.ts';
-import { workerSpecFor, type WorkerSpec } from './settings.ts';
+import { NOT_RECONCILED, workerSpecFor, type WorkerSpec } from './settings.ts';
 import {
   SubscriptionWorker,
   type TerminalInfo,
@@ -124,13 +124,13 @@ class Reconciler {
     if (this.#stopped) return;
     const desired = new Map<string, WorkerSpec>();
     for (const sub of this.#subs.list()) {
-      const r = workerSpecFor(
-        sub,
-        (ns, name) => this.#streams.get(ns, name),
-        this.#cfg.clusterDomain,
-      );
-      if (r.ok) desired.set(objectKey(sub), r.spec);
-      else this.#log.debug({ subscription: objectKey(sub), reason: r.reason }, 'not delivering');
+      const id = objectKey(sub);
+      const r = workerSpecFor(sub, (ns, name) => this.#streams.get(ns, name));
+      const running = this.#running.get(id);
+      if (r.ok) desired.set(id, r.spec);
+      // a spec the controller has not checked yet: go on with the last one it checked
+      else if (r.reason === NOT_RECONCILED && running) desired.set(id, running.worker.spec);
+      else this.#log.debug({ subscription: id, reason: r.reason }, 'not delivering');
     }
     const stops: Promise<void>[] = [];
     for (const [id, running] of this.#running) {

@@ -6,7 +6,6 @@ import {
   DELIVERY_DEFAULTS,
   type EventStream,
   type EventSubscription,
-  type SinkSpec,
 } from '../api/types.ts';
 import type { Filter } from '../cloudevents/filter-dialect.ts';
 
@@ -47,24 +46,30 @@ export type SettingsResult =
   | { readonly ok: true; readonly spec: WorkerSpec }
   | { readonly ok: false; readonly reason: string; readonly message: string };
 
-export const DEFAULT_CLUSTER_DOMAIN = 'cluster.local';
+/** The reason of a spec the controller has not checked yet; see reconciled(). */
+export const NOT_RECONCILED = 'NotReconciled';
+
+/**
+ * The dead letter of a subscription. A dead-letter sink is called only at the URI the
+ * controller resolved into status.deadLetterSinkUri, under the same rules as the sink (same
+ * namespace, external URIs allowed or not); without it there is nothing to serve yet.
+ */
+function deadLetterOf(sub: EventSubscription): DeadLetterTarget | undefined {
+  const dl = sub.spec.delivery?.deadLetter;
+  if (dl?.subject !== undefined && dl.subject !== '')
+    return { kind: 'subject', subject: dl.subject };
+  if (dl?.sink === undefined) return undefined;
+  const uri = sub.status?.deadLetterSinkUri;
+  if (uri === undefined) {
+    throw new Error('status.deadLetterSinkUri is not set: the controller has not resolved it');
+  }
+  return { kind: 'sink', uri };
+}
 
 /** Parses and defaults `spec.delivery`; throws DurationError for a malformed duration. */
-export function deliverySettings(
-  sub: EventSubscription,
-  clusterDomain = DEFAULT_CLUSTER_DOMAIN,
-): DeliverySettings {
+export function deliverySettings(sub: EventSubscription): DeliverySettings {
   const d = { ...DELIVERY_DEFAULTS, ...sub.spec.delivery };
-  const dl = sub.spec.delivery?.deadLetter;
-  let deadLetter: DeadLetterTarget | undefined;
-  if (dl?.subject !== undefined && dl.subject !== '') {
-    deadLetter = { kind: 'subject', subject: dl.subject };
-  } else if (dl?.sink !== undefined) {
-    deadLetter = {
-      kind: 'sink',
-      uri: sinkUriOf(dl.sink, sub.metadata?.namespace ?? 'default', clusterDomain),
-    };
-  }
+  const deadLetter = deadLetterOf(sub);
   return {
     format: d.format,
     timeoutMs: parseDuration(d.timeout, 'spec.delivery.timeout'),
@@ -80,25 +85,19 @@ export function deliverySettings(
   };
 }
 
-/**
- * The URI of a dead-letter sink. An absolute uri is used as it is; a ref becomes the
- * Service's cluster DNS name (a Deployment ref: the Service eventwire manages, named after
- * the Deployment) on the given numeric port (80 by default). A named port cannot be resolved
- * without reading the Service, so it is rejected.
- */
-export function sinkUriOf(sink: SinkSpec, namespace: string, clusterDomain: string): string {
-  if (!sink.ref) return sink.uri ?? '';
-  const port = sink.ref.port ?? 80;
-  if (typeof port !== 'number') {
-    throw new Error(
-      `deadLetter.sink.ref.port ${JSON.stringify(port)} is a name; give the port number`,
-    );
-  }
-  return `http://${sink.ref.name}.${namespace}.svc.${clusterDomain}:${port}${sink.uri ?? ''}`;
-}
-
 function isReady(sub: EventSubscription): boolean {
   return (sub.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+/**
+ * Has the controller checked this generation of the spec? Until it has, the dead letter, the
+ * reply stream and the filters may name targets it has not vetted, so a new spec is not
+ * served (a running worker keeps the last vetted spec, see dispatcher.ts).
+ */
+function reconciled(sub: EventSubscription): boolean {
+  const ready = (sub.status?.conditions ?? []).find((c) => c.type === 'Ready');
+  const generation = sub.metadata?.generation;
+  return generation === undefined || ready?.observedGeneration === generation;
 }
 
 /** An EventStream's subject prefix, looked up by namespace and name. */
@@ -128,6 +127,13 @@ function targetOf(
 ): SettingsResult | { sinkUri: string; stream: string; consumer: string } {
   const sinkUri = sub.status?.sinkUri;
   const consumer = sub.status?.consumer;
+  if (!reconciled(sub)) {
+    return {
+      ok: false,
+      reason: NOT_RECONCILED,
+      message: `${id}: the controller has not checked generation ${String(sub.metadata?.generation)} yet`,
+    };
+  }
   if (!isReady(sub)) return { ok: false, reason: 'NotReady', message: `${id} is not Ready` };
   if (sinkUri === undefined || consumer?.stream === undefined || consumer.name === undefined) {
     return {
@@ -143,11 +149,7 @@ function targetOf(
  * The worker spec of a subscription the dispatcher should serve, or why not: it must be
  * Ready and have status.sinkUri and status.consumer.
  */
-export function workerSpecFor(
-  sub: EventSubscription,
-  streams: StreamLookup,
-  clusterDomain = DEFAULT_CLUSTER_DOMAIN,
-): SettingsResult {
+export function workerSpecFor(sub: EventSubscription, streams: StreamLookup): SettingsResult {
   const id = `${sub.metadata?.namespace ?? ''}/${sub.metadata?.name ?? ''}`;
   const target = targetOf(sub, id);
   if (!('sinkUri' in target)) return target;
@@ -156,7 +158,7 @@ export function workerSpecFor(
   if (reply !== undefined && 'ok' in reply) return reply;
   let delivery: DeliverySettings;
   try {
-    delivery = deliverySettings(sub, clusterDomain);
+    delivery = deliverySettings(sub);
   } catch (err) {
     return { ok: false, reason: 'InvalidDelivery', message: (err as Error).message };
   }

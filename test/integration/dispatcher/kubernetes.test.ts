@@ -45,6 +45,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
     generation: number,
     sinkUri: string,
     s: { name: string; consumer: string },
+    extra: Partial<NonNullable<EventSubscription['status']>> = {},
   ) => {
     const current = (await custom.getNamespacedCustomObject({
       ...ref,
@@ -71,6 +72,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
           ],
           sinkUri,
           consumer: { stream: s.name, name: s.consumer },
+          ...extra,
         },
       },
     });
@@ -219,5 +221,70 @@ describe('dispatcher driven by EventSubscriptions', () => {
     const info = await n.jsm.consumers.info(s.name, s.consumer);
     expect(info.num_ack_pending).toBe(1);
     expect(info.ack_floor.stream_seq).toBe(0);
+  });
+
+  it('calls a dead-letter sink only at the URI the controller resolved, and serves a new spec only once checked', async () => {
+    const s = await makeStream(n);
+    const target = await startSink(() => ({ status: 400 })); // dead-letters at once
+    const vetted = await startSink();
+    const unvetted = await startSink();
+    sinks.push(target, vetted, unvetted);
+    const created = (await custom.createNamespacedCustomObject({
+      ...ref,
+      plural: 'eventsubscriptions',
+      body: {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'EventSubscription',
+        metadata: { name: 'vetted', namespace },
+        spec: {
+          stream: { name: 'shop' },
+          sink: { uri: target.url },
+          // what the spec says is not what the dispatcher calls: status names the resolved URI
+          delivery: { deadLetter: { sink: { uri: `${unvetted.url}/spec` } } },
+        },
+      },
+    })) as EventSubscription;
+    const generation = created.metadata?.generation ?? 1;
+    await writeReadyStatus('vetted', generation, target.url, s, {
+      deadLetterSinkUri: `${vetted.url}/resolved`,
+    });
+    const cfg = parseDispatcherConfig({
+      EVENTWIRE_NATS_URL: inject('natsUrl'),
+      EVENTWIRE_OPS_PORT: '0',
+      EVENTWIRE_OPS_HOST: '127.0.0.1',
+      EVENTWIRE_WATCH_NAMESPACE: namespace,
+    });
+    dispatcher ??= await startDispatcher(cfg, { kubeConfig: kc, log: silentLogger() });
+    await publish(n, s.prefix, [event(1)]);
+    await until('dead-lettered at the resolved URI', () => vetted.delivered().length === 1);
+    expect(vetted.requests[0]?.path).toBe('/resolved');
+
+    // a new dead letter in the spec, not yet checked by the controller (no status for it):
+    // the dispatcher goes on with the spec the controller checked
+    await custom.patchNamespacedCustomObject({
+      ...ref,
+      plural: 'eventsubscriptions',
+      name: 'vetted',
+      body: [
+        {
+          op: 'replace',
+          path: '/spec/delivery/deadLetter/sink/uri',
+          value: `${unvetted.url}/changed`,
+        },
+      ],
+    });
+    await until('the new generation is seen', async () => {
+      const o = (await custom.getNamespacedCustomObject({
+        ...ref,
+        plural: 'eventsubscriptions',
+        name: 'vetted',
+      })) as EventSubscription;
+      return (o.metadata?.generation ?? 0) > generation;
+    });
+    await new Promise((r) => setTimeout(r, 500)); // the dispatcher's watch sees it too
+    await publish(n, s.prefix, [event(2)]);
+    await until('the second event dead-lettered', () => vetted.delivered().length === 2);
+    expect(unvetted.requests).toHaveLength(0);
+    expect(dispatcher.subscriptions()).toContain(`${namespace}/vetted`);
   });
 });
