@@ -30,6 +30,7 @@ import type { ControllerConfig } from './config.ts';
 import { StatusReporter, type ReconcileOutcome } from './reconcile-common.ts';
 import { StreamReconciler } from './stream-reconciler.ts';
 import { SubscriptionReconciler } from './subscription-reconciler.ts';
+import { streamsCapturing } from './targets.ts';
 
 export interface ControllerHandle {
   readonly opsPort: number;
@@ -80,6 +81,18 @@ function metrics(registry: Registry) {
       help: '1 while this replica is the elected leader',
       registers: [registry],
     }),
+    discardedUnread: new Counter({
+      name: 'eventwire_controller_discarded_unread_total',
+      help: 'Stream messages discarded (stream limits, or a recreated stream) before the subscription read them; an upper bound of the events lost',
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
+    streamRecreated: new Counter({
+      name: 'eventwire_controller_stream_recreated_total',
+      help: "Times a subscription's consumer was recreated on a new stream of the same name and started at its first message",
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
   };
 }
 
@@ -128,13 +141,23 @@ type Reconcile = (key: string) => Promise<WorkResult>;
 /** After a write conflict: long enough for the watch to bring the newer object. */
 const CONFLICT_REQUEUE_MS = 250;
 
-function makeHandler(
-  kc: KubeConfig,
-  cfg: ControllerConfig,
-  js: JetStreamAdmin,
-  inf: Informers,
-  log: Logger,
-): (m: Metrics, queue: WorkQueue) => Reconcile {
+interface HandlerContext {
+  readonly kc: KubeConfig;
+  readonly cfg: ControllerConfig;
+  readonly js: JetStreamAdmin;
+  readonly inf: Informers;
+  readonly log: Logger;
+  readonly m: Metrics;
+}
+
+function makeHandler({
+  kc,
+  cfg,
+  js,
+  inf,
+  log,
+  m,
+}: HandlerContext): (queue: WorkQueue) => Reconcile {
   const ref = (plural: string) => ({ group: API_GROUP, version: API_VERSION, plural });
   const streamsApi = new CustomResources<EventStream>(kc, ref(EVENTSTREAM_PLURAL));
   const subsApi = new CustomResources<EventSubscription>(kc, ref(EVENTSUBSCRIPTION_PLURAL));
@@ -156,6 +179,14 @@ function makeHandler(
     sink: { clusterDomain: cfg.clusterDomain, allowExternalUris: cfg.allowExternalSinkUris },
     ...(cfg.defaultStream ? { defaultStream: cfg.defaultStream } : {}),
     log,
+    metrics: {
+      discardedUnread: (subscription, n) => {
+        m.discardedUnread.inc({ subscription }, n);
+      },
+      streamRecreated: (subscription) => {
+        m.streamRecreated.inc({ subscription });
+      },
+    },
   });
   const reconcileKey = async (key: string): Promise<ReconcileOutcome> => {
     const { kind, namespace, name } = parseKey(key);
@@ -166,7 +197,7 @@ function makeHandler(
     const obj = inf.subs.get(namespace, name);
     return obj ? subReconciler.reconcile(obj) : {};
   };
-  return (m, queue) => async (key) => {
+  return (queue) => async (key) => {
     const kind = parseKey(key).kind;
     const end = m.duration.startTimer({ kind });
     try {
@@ -251,7 +282,7 @@ export async function startController(
   const inf = makeInformers(kc, cfg, log);
   const queue = new WorkQueue({ workers: cfg.workers, logger: log.child({ part: 'workqueue' }) });
   wireEvents({ queue, ...inf, defaultStream: cfg.defaultStream });
-  const handler = makeHandler(kc, cfg, js, inf, log)(m, queue);
+  const handler = makeHandler({ kc, cfg, js, inf, log, m })(queue);
 
   await Promise.all(allInformers(inf).map((i) => i.start()));
   log.info({}, 'informers synced');
@@ -315,6 +346,30 @@ interface WireInput {
   readonly defaultStream: ControllerConfig['defaultStream'];
 }
 
+const sameRef = (
+  es: EventStream,
+  ref: { namespace?: string | undefined; name: string } | undefined,
+  own: string | undefined,
+): boolean =>
+  ref !== undefined &&
+  (ref.namespace ?? own) === es.metadata?.namespace &&
+  ref.name === es.metadata?.name;
+
+/** Does the subscription read from, reply into or dead-letter into the stream? */
+function usesStream(
+  sub: EventSubscription,
+  es: EventStream,
+  defaultStream: ControllerConfig['defaultStream'],
+): boolean {
+  const own = sub.metadata?.namespace;
+  const dlSubject = sub.spec.delivery?.deadLetter?.subject;
+  return (
+    sameRef(es, sub.spec.stream ?? defaultStream, own) ||
+    sameRef(es, sub.spec.reply?.stream, own) ||
+    (dlSubject !== undefined && streamsCapturing(dlSubject, [es]).length > 0)
+  );
+}
+
 /** Which informer events enqueue which keys. */
 function wireEvents(w: WireInput): void {
   const enqueueSub = (o: EventSubscription): void => {
@@ -325,14 +380,8 @@ function wireEvents(w: WireInput): void {
   w.subs.onDelete(enqueueSub);
   const streamChanged = (es: EventStream): void => {
     w.queue.add(keyOf('stream', es));
-    const ns = es.metadata?.namespace ?? '';
-    const name = es.metadata?.name ?? '';
     for (const sub of w.subs.list()) {
-      const ref = sub.spec.stream;
-      const target = ref
-        ? { namespace: ref.namespace ?? sub.metadata?.namespace, name: ref.name }
-        : w.defaultStream;
-      if (target?.namespace === ns && target.name === name) enqueueSub(sub);
+      if (usesStream(sub, es, w.defaultStream)) enqueueSub(sub);
     }
   };
   w.streams.onAdd(streamChanged);
