@@ -64,12 +64,13 @@ describe('chart RBAC, proven rule by rule on the real API server', () => {
   const apply = (objs: object[]) =>
     kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], toYamlStream(objs));
 
-  async function token(ns: string, sa: string): Promise<string> {
+  /** A ServiceAccount token; for the API server unless `audiences` says otherwise. */
+  async function token(ns: string, sa: string, audiences: string[] = []): Promise<string> {
     const core = admin.makeApiClient(CoreV1Api);
     const req = await core.createNamespacedServiceAccountToken({
       name: sa,
       namespace: ns,
-      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+      body: { spec: { audiences, expirationSeconds: 3600 } },
     });
     return req.status?.token ?? '';
   }
@@ -159,7 +160,8 @@ describe('chart RBAC, proven rule by rule on the real API server', () => {
         metadata: { name: 'producer', namespace: chartNs },
       },
     ]);
-    producerToken = await token(chartNs, 'producer');
+    // what docs/security.md tells producers to do: a token for the ingress's audience
+    producerToken = await token(chartNs, 'producer', ['eventwire']);
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
