@@ -13,6 +13,7 @@ import { startNats } from '../../src/devenv/nats.ts';
 import { freePort, waitFor } from '../../src/devenv/processes.ts';
 import { defaultCacheDir, requireTools } from '../../src/devenv/tools.ts';
 import { installCrds } from '../../test/harness/crds.ts';
+import { stopChild } from '../child.ts';
 import type { BenchResult, BenchSuite } from '../types.ts';
 
 const COUNT = 1_000;
@@ -195,7 +196,8 @@ async function run(): Promise<BenchResult[]> {
       },
     ];
   } finally {
-    controller.proc?.kill('SIGTERM');
+    // the controller first, while the API server and NATS it talks to are still up
+    if (controller.proc) await stopChild(controller.proc, 'the controller');
     await nc.close();
     await Promise.all([cp.stop(), nats.dispose()]);
   }

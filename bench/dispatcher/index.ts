@@ -20,6 +20,7 @@ import { DELIVERY_DEFAULTS } from '../../src/api/types.ts';
 import { SubscriptionWorker } from '../../src/dispatcher/subscription-worker.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { harnessTools, startNats } from '../../test/harness/index.ts';
+import { stopChild } from '../child.ts';
 import type { BenchResult, BenchSuite } from '../types.ts';
 
 interface Clients {
@@ -315,7 +316,7 @@ const suite: BenchSuite = {
       return results;
     } finally {
       await nc.close();
-      sink.child.kill('SIGTERM');
+      await stopChild(sink.child, 'the sink');
       await server.dispose();
     }
   },

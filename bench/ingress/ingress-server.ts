@@ -1,4 +1,5 @@
 // `eventwire ingress` in a child process of the benchmark, configured by the environment.
 import { runIngress } from '../../src/cli/ingress.ts';
 
-process.exitCode = await runIngress(process.env);
+// exit when the ingress has stopped, as `eventwire ingress` does
+process.exit(await runIngress(process.env));

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { makeEvent, toHttpRequest } from '../../src/cloudevents/index.ts';
 import { freePort, waitFor } from '../../src/devenv/processes.ts';
+import { stopChild } from '../child.ts';
 
 export interface Server {
   readonly url: string;
@@ -39,11 +40,7 @@ export async function startServer(script: string, env: Record<string, string>): 
   return {
     url,
     pid: child.pid ?? 0,
-    stop: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => stopChild(child, script),
   };
 }
 

@@ -4,7 +4,6 @@
 // running in this process. Runs until Ctrl-C, then cleans up. `--example shop` also runs the
 // shop example (examples/shop): its handlers as local processes, its streams and
 // subscriptions, and its events end to end.
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
@@ -12,15 +11,16 @@ import { parseControllerConfig } from '../controller/config.ts';
 import { startController } from '../controller/controller.ts';
 import { startControlPlane, type ControlPlane } from '../devenv/control-plane.ts';
 import { installCrds } from '../devenv/crds.ts';
-import { startNats } from '../devenv/nats.ts';
-import { freePort } from '../devenv/processes.ts';
-import { defaultCacheDir, ensureTools } from '../devenv/tools.ts';
+import { startNats, type NatsServer } from '../devenv/nats.ts';
+import { freePort, killAllNow } from '../devenv/processes.ts';
+import { defaultCacheDir, ensureTools, type ResolvedTools } from '../devenv/tools.ts';
 import { parseDispatcherConfig } from '../dispatcher/config.ts';
 import { startDispatcher } from '../dispatcher/dispatcher.ts';
 import { parseIngressConfig } from '../ingress/config.ts';
 import { startIngress } from '../ingress/server.ts';
 import { createLogger } from '../observability/logger.ts';
 import { describeSummary, startShop } from '../../examples/shop/local.ts';
+import { StopSignals, type StopEvent } from './signals.ts';
 
 export const DEV_STREAM = { namespace: 'default', name: 'default', subjectPrefix: 'events' };
 
@@ -111,20 +111,15 @@ function usageError(err: Writable, message: string): number {
   return 2;
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
-function stopSignal(): Promise<unknown> {
-  return Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
-}
-
 async function runExample(
   cp: ControlPlane,
   ingressBase: string,
   say: (line: string) => void,
-  cleanups: (() => Promise<void>)[],
+  cleanups: Cleanup[],
 ): Promise<void> {
   say('[shop] starting the shop example: product, cart, inventory and order handlers');
   const shop = await startShop({ kubeConfig: cp.kubeConfig, ingressBase, say });
-  cleanups.unshift(() => shop.stop());
+  cleanups.unshift({ name: 'the shop handlers', run: () => shop.stop() });
   const summary = await shop.run();
   for (const line of describeSummary(summary)) say(line);
   say(
@@ -141,7 +136,7 @@ async function startComponents(
   natsUrl: string,
   env: NodeJS.ProcessEnv,
   opts: DevOptions,
-  cleanups: (() => Promise<void>)[],
+  cleanups: Cleanup[],
 ): Promise<number> {
   const level = env.EVENTWIRE_LOG_LEVEL ?? 'warn';
   const common = {
@@ -164,12 +159,12 @@ async function startComponents(
       log: createLogger({ component: 'controller', level: env.EVENTWIRE_LOG_LEVEL ?? 'error' }),
     },
   );
-  cleanups.unshift(() => controller.stop());
+  cleanups.unshift({ name: 'the controller', run: () => controller.stop() });
   const dispatcher = await startDispatcher(parseDispatcherConfig(common), {
     kubeConfig: cp.kubeConfig,
     log: createLogger({ component: 'dispatcher', level }),
   });
-  cleanups.unshift(() => dispatcher.stop(5_000));
+  cleanups.unshift({ name: 'the dispatcher', run: () => dispatcher.stop(5_000) });
   const port = opts.ingressPort === 0 ? await freePort() : opts.ingressPort;
   const ingress = await startIngress(
     parseIngressConfig({
@@ -179,8 +174,80 @@ async function startComponents(
     }),
     { kubeConfig: cp.kubeConfig, log: createLogger({ component: 'ingress', level }) },
   );
-  cleanups.unshift(() => ingress.close());
+  cleanups.unshift({ name: 'the ingress', run: () => ingress.close() });
   return ingress.port;
+}
+
+/** After the first Ctrl-C (or SIGTERM), dev exits within this, killing what is left. */
+export const DEV_STOP_DEADLINE_MS = 20_000;
+
+interface Cleanup {
+  readonly name: string;
+  readonly run: () => Promise<void>;
+}
+
+function sayStopEvents(say: (line: string) => void): (e: StopEvent) => void {
+  return (e) => {
+    switch (e.kind) {
+      case 'stopping': {
+        const why = e.reason === 'parent-exited' ? 'the parent process exited' : e.reason;
+        say(`[dev] stopping (${why}; what is left is killed after ${e.deadlineMs / 1000} s)`);
+        break;
+      }
+      case 'second-signal':
+        say(`[dev] ${e.signal} again: killing ${e.pending.join(', ')} now`);
+        break;
+      case 'deadline':
+        say(
+          `[dev] still stopping after ${e.deadlineMs / 1000} s: ${e.pending.join(', ')}; killing`,
+        );
+        break;
+      case 'emergency-failed':
+        say(`[dev] the clean-up failed: ${(e.err as Error).message}`);
+        break;
+    }
+  };
+}
+
+/**
+ * Runs the clean-ups in order, each one even when the one before failed; a clean-up stays in
+ * the list (named when the deadline passes) until it has finished.
+ */
+async function cleanUp(cleanups: Cleanup[], say: (line: string) => void): Promise<void> {
+  for (let c = cleanups[0]; c !== undefined; c = cleanups[0]) {
+    try {
+      await c.run();
+    } catch (err) {
+      say(`[dev] stopping ${c.name} failed: ${(err as Error).message}`);
+    }
+    cleanups.splice(cleanups.indexOf(c), 1);
+  }
+  // anything a clean-up gave up on, or a start-up interrupted half-way, left behind
+  killAllNow();
+}
+
+async function startServers(
+  tools: ResolvedTools,
+  cleanups: Cleanup[],
+): Promise<[ControlPlane, NatsServer]> {
+  const [cp, nats] = await Promise.allSettled([
+    startControlPlane({ tools }),
+    startNats({ tool: tools['nats-server'] }),
+  ]);
+  // the servers stop last, together
+  cleanups.push({
+    name: 'the control plane and nats-server',
+    run: async () => {
+      const stopped = await Promise.allSettled([
+        cp.status === 'fulfilled' ? cp.value.stop() : undefined,
+        nats.status === 'fulfilled' ? nats.value.dispose() : undefined,
+      ]);
+      for (const r of stopped) if (r.status === 'rejected') throw r.reason;
+    },
+  });
+  if (cp.status === 'rejected') throw cp.reason;
+  if (nats.status === 'rejected') throw nats.reason;
+  return [cp.value, nats.value];
 }
 
 export async function runDev(
@@ -191,6 +258,44 @@ export async function runDev(
   const say = (line: string): void => {
     out.write(`${line}\n`);
   };
+  const cleanups: Cleanup[] = [];
+  const signals = new StopSignals({
+    deadlineMs: DEV_STOP_DEADLINE_MS,
+    report: sayStopEvents(say),
+    pending: () => cleanups.map((c) => c.name),
+    emergency: () => {
+      const { killed, removed } = killAllNow();
+      say(
+        `[dev] killed: ${killed.join(', ') || 'nothing'}; removed: ${removed.join(', ') || 'nothing'}`,
+      );
+    },
+  });
+  // a dev run never outlives the terminal or the npm that started it
+  signals.stopWhenOrphaned();
+  try {
+    const running = runUntilStopped(env, say, opts, cleanups, signals);
+    // a Ctrl-C during start-up or the example stops at once: what is half-started is cleaned
+    // up, and whatever the interrupted start-up fails with afterwards no longer matters
+    const stopped = signals.received.then(() => {
+      running.catch(() => undefined);
+    });
+    await Promise.race([running, stopped]);
+    return 0;
+  } finally {
+    signals.beginStop();
+    await cleanUp(cleanups, say);
+    signals.dispose();
+    say('[dev] stopped');
+  }
+}
+
+async function runUntilStopped(
+  env: NodeJS.ProcessEnv,
+  say: (line: string) => void,
+  opts: DevOptions,
+  cleanups: Cleanup[],
+  signals: StopSignals,
+): Promise<void> {
   say('[dev] resolving binaries (the first run builds them from source: a few minutes)');
   const tools = await ensureTools({
     cacheDir: defaultCacheDir(env),
@@ -198,46 +303,34 @@ export async function runDev(
     path: env.PATH,
     log: say,
   });
-  const [cp, nats] = await Promise.all([
-    startControlPlane({ tools }),
-    startNats({ tool: tools['nats-server'] }),
-  ]);
-  const cleanups: (() => Promise<void>)[] = [() => cp.stop(), () => nats.dispose()];
-  const stopped = stopSignal();
-  try {
-    await installCrds(cp.kubeConfig);
-    await createDefaultStream(cp.kubeConfig);
-    const ingressPort = await startComponents(cp, nats.url, env, opts, cleanups);
-    const ingressBase = `http://127.0.0.1:${ingressPort}`;
-    const url = `${ingressBase}/${DEV_STREAM.namespace}/${DEV_STREAM.name}`;
-    say(
-      `[dev] kube-apiserver ${cp.versions.kubeApiserver} at ${cp.server}; nats-server ${nats.version} at ${nats.url}`,
-    );
-    say(
-      '[dev] controller, dispatcher and ingress are running; EventStream default/default is ready for events',
-    );
-    say(
-      `[dev] kubectl:  export KUBECONFIG=${cp.kubeconfigPath}; alias kubectl=${tools.kubectl.path}`,
-    );
-    say(
-      `[dev] publish:  curl -X POST ${url} -H 'ce-specversion: 1.0' -H 'ce-id: 1' -H 'ce-source: /dev' -H 'ce-type: demo.hello' -H 'content-type: application/json' -d '{"hello":"world"}'`,
-    );
-    say(`[dev] ingress:  ${url}`);
-    say('[dev] ready; press Ctrl-C to stop');
-    say(
-      `EVENTWIRE_DEV_READY ${JSON.stringify({ kubeconfig: cp.kubeconfigPath, nats: nats.url, ingress: url })}`,
-    );
-    if (opts.example === 'shop') {
-      const finished = runExample(cp, ingressBase, say, cleanups);
-      // Ctrl-C while the example runs stops at once (its error, if any, no longer matters)
-      finished.catch(() => undefined);
-      await Promise.race([finished, stopped]);
-    }
-    await stopped;
-    say('[dev] stopping');
-    return 0;
-  } finally {
-    for (const cleanup of cleanups) await cleanup();
-    say('[dev] stopped');
-  }
+  const [cp, nats] = await startServers(tools, cleanups);
+  await installCrds(cp.kubeConfig);
+  await createDefaultStream(cp.kubeConfig);
+  const ingressPort = await startComponents(cp, nats.url, env, opts, cleanups);
+  const ingressBase = `http://127.0.0.1:${ingressPort}`;
+  const url = `${ingressBase}/${DEV_STREAM.namespace}/${DEV_STREAM.name}`;
+  say(
+    `[dev] kube-apiserver ${cp.versions.kubeApiserver} at ${cp.server}; nats-server ${nats.version} at ${nats.url}`,
+  );
+  say(
+    '[dev] controller, dispatcher and ingress are running; EventStream default/default is ready for events',
+  );
+  say(
+    `[dev] kubectl:  export KUBECONFIG=${cp.kubeconfigPath}; alias kubectl=${tools.kubectl.path}`,
+  );
+  say(
+    `[dev] publish:  curl -X POST ${url} -H 'ce-specversion: 1.0' -H 'ce-id: 1' -H 'ce-source: /dev' -H 'ce-type: demo.hello' -H 'content-type: application/json' -d '{"hello":"world"}'`,
+  );
+  say(`[dev] ingress:  ${url}`);
+  say('[dev] ready; press Ctrl-C to stop');
+  const ready = {
+    kubeconfig: cp.kubeconfigPath,
+    nats: nats.url,
+    ingress: url,
+    runDirs: [cp.runDir, nats.runDir],
+    pid: process.pid,
+  };
+  say(`EVENTWIRE_DEV_READY ${JSON.stringify(ready)}`);
+  if (opts.example === 'shop') await runExample(cp, ingressBase, say, cleanups);
+  await signals.received;
 }

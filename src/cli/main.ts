@@ -33,20 +33,28 @@ interface Command {
   readonly help: string;
   /** parses its own arguments (the others take only --help) */
   readonly ownArgs?: boolean;
+  /**
+   * a long-running command: the process exits as soon as it returns, so that nothing its
+   * stop gave up on (a request to a server that is gone, a keep-alive socket) keeps it alive
+   */
+  readonly exitsWhenDone?: boolean;
   readonly run: (args: readonly string[]) => Promise<number>;
 }
 
 const COMMANDS: Readonly<Record<string, Command>> = {
   controller: {
     help: 'Usage: eventwire controller\n\nReconciles EventStreams and EventSubscriptions. Configuration comes from environment variables; see docs/configuration.md.\n',
+    exitsWhenDone: true,
     run: () => runController(process.env),
   },
   dispatcher: {
     help: 'Usage: eventwire dispatcher\n\nDelivers the events of Ready EventSubscriptions to their sinks. Configuration comes from environment variables; see docs/configuration.md.\n',
+    exitsWhenDone: true,
     run: () => runDispatcher(process.env),
   },
   ingress: {
     help: 'Usage: eventwire ingress\n\nAccepts CloudEvents at POST /<namespace>/<stream> and publishes them to JetStream. Configuration comes from environment variables; see docs/ingress.md.\n',
+    exitsWhenDone: true,
     run: () => runIngress(process.env),
   },
   publish: {
@@ -67,6 +75,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   dev: {
     help: DEV_USAGE,
     ownArgs: true,
+    exitsWhenDone: true,
     run: (args) => runDevCommand(args, process.env, process.stdout, process.stderr),
   },
 };
@@ -108,12 +117,16 @@ function describe(err: unknown): string {
   return `${err.message}${cause}`;
 }
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+const exitsWhenDone = COMMANDS[argv[0] ?? '']?.exitsWhenDone === true;
+main(argv).then(
   (code) => {
     process.exitCode = code;
+    if (exitsWhenDone) process.exit(code);
   },
   (err: unknown) => {
     process.stderr.write(`eventwire: ${describe(err)}\n`);
     process.exitCode = 1;
+    if (exitsWhenDone) process.exit(1);
   },
 );

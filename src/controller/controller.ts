@@ -18,7 +18,7 @@ import {
   type EventSubscription,
 } from '../api/types.ts';
 import { JetStreamAdmin } from '../jetstream/admin.ts';
-import { connectNats } from '../jetstream/connection.ts';
+import { closeNats, connectNats } from '../jetstream/connection.ts';
 import { isConflict } from '../k8s/errors.ts';
 import { Informer } from '../k8s/informer.ts';
 import { LeaderElector } from '../k8s/leader-election.ts';
@@ -26,6 +26,7 @@ import { CustomResources, EventRecorder } from '../k8s/resources.ts';
 import { WorkQueue, type WorkResult } from '../k8s/work-queue.ts';
 import { startOpsServer } from '../observability/http-server.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
+import { runStopSteps } from '../util/shutdown.ts';
 import type { ControllerConfig } from './config.ts';
 import { StatusReporter, type ReconcileOutcome } from './reconcile-common.ts';
 import { StreamReconciler } from './stream-reconciler.ts';
@@ -219,6 +220,11 @@ function makeHandler({
   };
 }
 
+/** How long each step of a stop may take; the whole stop takes at most five of them. */
+export const STOP_STEP_MS = 2_500;
+
+const bounded = (run: () => Promise<unknown>) => ({ timeoutMs: STOP_STEP_MS, run });
+
 interface Leadership {
   readonly isLeader: () => boolean;
   readonly lost: Promise<void>;
@@ -316,17 +322,24 @@ export async function startController(
   });
   let stopped: Promise<void> | undefined;
   const stop = async (releaseLease: boolean): Promise<void> => {
-    await leadership.stop(releaseLease);
-    await queue.shutdown();
-    await Promise.all(allInformers(inf).map((i) => i.stop()));
-    await ops.close();
-    if (!overrides.nats && !nc.isClosed()) {
-      await nc.drain().catch((err: unknown) => {
-        // the connection is already broken: nothing is left to flush
-        log.warn({ err }, 'nats drain failed during shutdown');
-      });
-    }
-    log.info({}, 'controller stopped');
+    // each step is bounded: the API server or NATS may be gone (STOP_STEP_MS)
+    const unfinished = await runStopSteps(
+      [
+        { name: 'stop leading', ...bounded(() => leadership.stop(releaseLease)) },
+        { name: 'finish reconciles in progress', ...bounded(() => queue.shutdown()) },
+        {
+          name: 'stop the informers',
+          ...bounded(() => Promise.all(allInformers(inf).map((i) => i.stop()))),
+        },
+        { name: 'close the ops server', ...bounded(() => ops.close()) },
+        {
+          name: 'close the NATS connection',
+          ...bounded(() => (overrides.nats ? Promise.resolve() : closeNats(nc, log, 2_000))),
+        },
+      ],
+      log,
+    );
+    log.info({ unfinished }, 'controller stopped');
   };
   return {
     opsPort: ops.port,

@@ -16,6 +16,8 @@ export interface NatsServer {
   readonly url: string;
   readonly port: number;
   readonly storeDir: string;
+  /** the run directory: configuration, store and log */
+  readonly runDir: string;
   readonly version: string;
   readonly running: boolean;
   /** graceful stop (SIGTERM); the store is kept for restart() */
@@ -77,6 +79,7 @@ class LocalNatsServer implements NatsServer {
   readonly url: string;
   readonly port: number;
   readonly storeDir: string;
+  readonly runDir: string;
   version = '';
   private proc: ManagedProcess | undefined;
   private readonly configFile: string;
@@ -93,6 +96,7 @@ class LocalNatsServer implements NatsServer {
     this.port = node.port;
     this.url = `nats://127.0.0.1:${node.port}`;
     this.storeDir = node.storeDir;
+    this.runDir = run.path;
     this.configFile = join(run.path, `${node.name}.conf`);
   }
 

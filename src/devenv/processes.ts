@@ -2,7 +2,14 @@
 // a run directory that records its owner and its children. A run killed half-way leaves
 // a directory whose owner is dead: the next run kills the recorded children and removes it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
+import {
+  appendFileSync,
+  createWriteStream,
+  existsSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+} from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +18,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const RUN_DIR_PREFIX = 'eventwire-run-';
 const live = new Set<ChildProcess>();
+/** run directories this process created and has not removed yet */
+const liveRunDirs = new Set<string>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -19,6 +28,26 @@ function installExitHook(): void {
   process.on('exit', () => {
     for (const child of live) child.kill('SIGKILL');
   });
+}
+
+/**
+ * The last thing before an early exit (a second Ctrl-C, a stop deadline): SIGKILL to every
+ * child still running and removal of every run directory this process created, at once and
+ * synchronously. Returns what it killed and removed.
+ */
+export function killAllNow(): { killed: string[]; removed: string[] } {
+  const killed: string[] = [];
+  for (const child of live) {
+    if (child.kill('SIGKILL')) killed.push(`${child.spawnfile} (pid ${child.pid ?? '?'})`);
+  }
+  const removed: string[] = [];
+  for (const dir of liveRunDirs) {
+    // a child killed a moment ago may still be writing: retry a directory that refills
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    liveRunDirs.delete(dir);
+    removed.push(dir);
+  }
+  return { killed, removed };
 }
 
 /** A free TCP port on 127.0.0.1, as the kernel hands it out. */
@@ -95,6 +124,7 @@ export class RunDir {
   static async create(label: string): Promise<RunDir> {
     await sweepStaleRuns();
     const path = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${label}-`));
+    liveRunDirs.add(path);
     await writeFile(join(path, 'owner'), `${process.pid}\n`);
     return new RunDir(path);
   }
@@ -104,7 +134,8 @@ export class RunDir {
   }
 
   async remove(): Promise<void> {
-    await rm(this.path, { recursive: true, force: true });
+    await rm(this.path, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    liveRunDirs.delete(this.path);
   }
 }
 

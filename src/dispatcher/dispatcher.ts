@@ -14,19 +14,16 @@ import {
   type EventStream,
   type EventSubscription,
 } from '../api/types.ts';
-import { connectNats } from '../jetstream/connection.ts';
+import { closeNats, connectNats } from '../jetstream/connection.ts';
 import { Informer, objectKey } from '../k8s/informer.ts';
 import { EventRecorder } from '../k8s/resources.ts';
 import { startOpsServer, type OpsServer } from '../observability/http-server.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
+import { runStopSteps } from '../util/shutdown.ts';
 import type { DispatcherConfig } from './config.ts';
 import { DispatcherMetrics } from './metrics.ts';
 import { NOT_RECONCILED, workerSpecFor, type WorkerSpec } from './settings.ts';
-import {
-  SubscriptionWorker,
-  type TerminalInfo,
-  type WorkerAlert,
-} from './subscription-worker.ts';
+import { SubscriptionWorker, type TerminalInfo, type WorkerAlert } from './subscription-worker.ts';
 
 export interface DispatcherDeps {
   readonly kubeConfig?: KubeConfig;
@@ -250,14 +247,26 @@ export async function startDispatcher(
   return {
     opsPort: ops?.port,
     subscriptions: () => reconciler.subscriptions(),
+    // ends within graceMs + 6.5 s even when NATS or the API server is gone
     stop: async (graceMs = cfg.gracePeriodMs) => {
       log.info({ graceMs }, 'dispatcher stopping');
-      await reconciler.stop(graceMs);
-      await ops?.close();
-      await nc.drain().catch((err: unknown) => {
-        log.warn({ err }, 'draining the NATS connection failed');
-      });
-      log.info({}, 'dispatcher stopped');
+      const unfinished = await runStopSteps(
+        [
+          {
+            name: 'drain the subscriptions',
+            timeoutMs: graceMs + 3_000,
+            run: () => reconciler.stop(graceMs),
+          },
+          { name: 'close the ops server', timeoutMs: 1_000, run: async () => ops?.close() },
+          {
+            name: 'close the NATS connection',
+            timeoutMs: 2_500,
+            run: () => closeNats(nc, log, 2_000),
+          },
+        ],
+        log,
+      );
+      log.info({ unfinished }, 'dispatcher stopped');
     },
   };
 }

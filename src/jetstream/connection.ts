@@ -9,6 +9,7 @@ import {
 import { connect } from '@nats-io/transport-node';
 import type { NatsConfig } from '../config/nats.ts';
 import type { Logger } from '../observability/logger.ts';
+import { settleWithin } from '../util/shutdown.ts';
 
 async function authOptions(cfg: NatsConfig): Promise<Partial<ConnectionOptions>> {
   if (cfg.credsFile) return { authenticator: credsAuthenticator(await readFile(cfg.credsFile)) };
@@ -21,6 +22,9 @@ async function authOptions(cfg: NatsConfig): Promise<Partial<ConnectionOptions>>
   }
   return {};
 }
+
+/** Whether each connection made by connectNats is connected now (false while reconnecting). */
+const connected = new WeakMap<NatsConnection, boolean>();
 
 export interface ConnectOptions {
   /**
@@ -50,8 +54,11 @@ export async function connectNats(
   } catch (err) {
     throw new Error(`cannot connect to NATS at ${cfg.servers.join(',')}`, { cause: err });
   }
+  connected.set(nc, true);
   void (async () => {
     for await (const s of nc.status()) {
+      if (s.type === 'disconnect') connected.set(nc, false);
+      if (s.type === 'reconnect') connected.set(nc, true);
       if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
         log.warn({ status: s.type, server: nc.getServer() }, 'nats connection status');
       }
@@ -59,4 +66,26 @@ export async function connectNats(
   })();
   log.info({ server: nc.getServer() }, 'connected to nats');
   return nc;
+}
+
+/**
+ * Closes a connection within `timeoutMs`. A connected one is drained first (subscriptions
+ * end, pending publishes and acks are flushed). drain() waits for the server to answer a
+ * PING, which a connection that lost its server (reconnecting) never gets: drained then, it
+ * would wait forever. Such a connection, or one whose drain does not finish in time, is
+ * closed at once instead; whatever it still buffered is lost, as it would be in a crash.
+ */
+export async function closeNats(nc: NatsConnection, log: Logger, timeoutMs = 3_000): Promise<void> {
+  if (nc.isClosed()) return;
+  if (connected.get(nc) !== false) {
+    const drained = await settleWithin(nc.drain(), timeoutMs);
+    if (drained.kind === 'done') return;
+    log.warn(
+      drained.kind === 'failed' ? { err: drained.err } : { timeoutMs },
+      'draining the NATS connection did not finish; closing it',
+    );
+  } else {
+    log.warn({ server: nc.getServer() }, 'NATS is unreachable; closing the connection undrained');
+  }
+  await nc.close();
 }
