@@ -49,6 +49,30 @@ export async function startTestController(opts: TestControllerOptions): Promise<
   return startController(cfg, { log });
 }
 
+/** A scoped EventStream manifest. */
+export function eventStream(
+  scope: string,
+  at: { readonly namespace: string; readonly name: string },
+  spec: EventStream['spec'],
+): EventStream {
+  return scoped(
+    { apiVersion: 'eventwire.io/v1alpha1', kind: 'EventStream', metadata: { ...at }, spec },
+    scope,
+  );
+}
+
+/** A scoped EventSubscription manifest. */
+export function eventSubscription(
+  scope: string,
+  at: { readonly namespace: string; readonly name: string },
+  spec: EventSubscription['spec'],
+): EventSubscription {
+  return scoped(
+    { apiVersion: 'eventwire.io/v1alpha1', kind: 'EventSubscription', metadata: { ...at }, spec },
+    scope,
+  );
+}
+
 /** Adds the scope label to a manifest's metadata. */
 export function scoped<T extends KubernetesObject>(obj: T, scope: string): T {
   return {

@@ -11,6 +11,8 @@ import {
   Resources,
   condition,
   ensureNamespace,
+  eventStream,
+  eventSubscription,
   scoped,
   startTestController,
   waitForCondition,
@@ -22,37 +24,27 @@ const scope = 'lifecycle';
 const ns = 'ctl-life';
 const other = 'ctl-life-other';
 
-function stream(name: string, spec: Partial<EventStream['spec']> = {}): EventStream {
-  return scoped(
-    {
-      apiVersion: 'eventwire.io/v1alpha1',
-      kind: 'EventStream',
-      metadata: { name, namespace: ns },
-      spec: { subjectPrefix: `life.${name}`, storage: 'memory', ...spec },
-    },
+const stream = (name: string, spec: Partial<EventStream['spec']> = {}): EventStream =>
+  eventStream(
     scope,
+    { namespace: ns, name },
+    { subjectPrefix: `life.${name}`, storage: 'memory', ...spec },
   );
-}
 
-function sub(
+const sub = (
   name: string,
   spec: Partial<EventSubscription['spec']> = {},
   namespace = ns,
-): EventSubscription {
-  return scoped(
-    {
-      apiVersion: 'eventwire.io/v1alpha1',
-      kind: 'EventSubscription',
-      metadata: { name, namespace },
-      spec: {
-        stream: { name: 'main', namespace: ns },
-        sink: { uri: 'http://127.0.0.1:9/events' },
-        ...spec,
-      },
-    },
+): EventSubscription =>
+  eventSubscription(
     scope,
+    { namespace, name },
+    {
+      stream: { name: 'main', namespace: ns },
+      sink: { uri: 'http://127.0.0.1:9/events' },
+      ...spec,
+    },
   );
-}
 
 describe('controller lifecycle', () => {
   const kc = new KubeConfig();

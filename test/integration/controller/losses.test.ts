@@ -14,7 +14,8 @@ import {
   Resources,
   condition,
   ensureNamespace,
-  scoped,
+  eventStream,
+  eventSubscription,
   startTestController,
   waitForCondition,
 } from '../../harness/controller.ts';
@@ -24,29 +25,19 @@ import { harnessTools, startNats, waitFor, type NatsServer } from '../../harness
 const scope = 'losses';
 const ns = 'ctl-losses';
 
-function stream(name: string, spec: Partial<EventStream['spec']> = {}): EventStream {
-  return scoped(
-    {
-      apiVersion: 'eventwire.io/v1alpha1',
-      kind: 'EventStream',
-      metadata: { name, namespace: ns },
-      spec: { subjectPrefix: `loss.${name}`, storage: 'file', ...spec },
-    },
+const stream = (name: string, spec: Partial<EventStream['spec']> = {}): EventStream =>
+  eventStream(
     scope,
+    { namespace: ns, name },
+    { subjectPrefix: `loss.${name}`, storage: 'file', ...spec },
   );
-}
 
-function sub(name: string, streamName: string): EventSubscription {
-  return scoped(
-    {
-      apiVersion: 'eventwire.io/v1alpha1',
-      kind: 'EventSubscription',
-      metadata: { name, namespace: ns },
-      spec: { stream: { name: streamName }, sink: { uri: 'http://127.0.0.1:9/events' } },
-    },
+const sub = (name: string, streamName: string): EventSubscription =>
+  eventSubscription(
     scope,
+    { namespace: ns, name },
+    { stream: { name: streamName }, sink: { uri: 'http://127.0.0.1:9/events' } },
   );
-}
 
 describe('subscriptions across stream recreation and discards', () => {
   const kc = new KubeConfig();

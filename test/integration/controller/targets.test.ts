@@ -11,7 +11,8 @@ import {
   Resources,
   condition,
   ensureNamespace,
-  scoped,
+  eventStream,
+  eventSubscription,
   startTestController,
   waitForCondition,
 } from '../../harness/controller.ts';
@@ -21,33 +22,23 @@ const scope = 'targets';
 const ns = 'ctl-targets';
 const other = 'ctl-targets-other';
 
-function stream(name: string, namespace: string, spec: Partial<EventStream['spec']>): EventStream {
-  return scoped(
-    {
-      apiVersion: 'eventwire.io/v1alpha1',
-      kind: 'EventStream',
-      metadata: { name, namespace },
-      spec: { subjectPrefix: `tg-${name}`, storage: 'memory', ...spec },
-    },
+const stream = (name: string, namespace: string, spec: Partial<EventStream['spec']>) =>
+  eventStream(
     scope,
+    { namespace, name },
+    { subjectPrefix: `tg-${name}`, storage: 'memory', ...spec },
   );
-}
 
-function sub(name: string, spec: Partial<EventSubscription['spec']>): EventSubscription {
-  return scoped(
-    {
-      apiVersion: 'eventwire.io/v1alpha1',
-      kind: 'EventSubscription',
-      metadata: { name, namespace: ns },
-      spec: {
-        stream: { name: 'main' },
-        sink: { ref: { apiVersion: 'v1', kind: 'Service', name: 'handler', port: 8080 } },
-        ...spec,
-      },
-    },
+const sub = (name: string, spec: Partial<EventSubscription['spec']>) =>
+  eventSubscription(
     scope,
+    { namespace: ns, name },
+    {
+      stream: { name: 'main' },
+      sink: { ref: { apiVersion: 'v1', kind: 'Service', name: 'handler', port: 8080 } },
+      ...spec,
+    },
   );
-}
 
 describe('dead-letter and reply targets', () => {
   const kc = new KubeConfig();

@@ -39,6 +39,18 @@ describe('dispatcher driven by EventSubscriptions', () => {
 
   const ref = { group: API_GROUP, version: API_VERSION, namespace };
 
+  /** A dispatcher serving this test's namespace, ops on a free loopback port. */
+  const startNamespaceDispatcher = () =>
+    startDispatcher(
+      parseDispatcherConfig({
+        EVENTWIRE_NATS_URL: inject('natsUrl'),
+        EVENTWIRE_OPS_PORT: '0',
+        EVENTWIRE_OPS_HOST: '127.0.0.1',
+        EVENTWIRE_WATCH_NAMESPACE: namespace,
+      }),
+      { kubeConfig: kc, log: silentLogger() },
+    );
+
   /** Ready, with a sink and a consumer in status, as the controller would write it. */
   const writeReadyStatus = async (
     name: string,
@@ -110,13 +122,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
     const writeStatus = (sinkUri: string) =>
       writeReadyStatus('orders', created.metadata?.generation ?? 1, sinkUri, s);
 
-    const cfg = parseDispatcherConfig({
-      EVENTWIRE_NATS_URL: inject('natsUrl'),
-      EVENTWIRE_OPS_PORT: '0',
-      EVENTWIRE_OPS_HOST: '127.0.0.1',
-      EVENTWIRE_WATCH_NAMESPACE: namespace,
-    });
-    dispatcher = await startDispatcher(cfg, { kubeConfig: kc, log: silentLogger() });
+    dispatcher = await startNamespaceDispatcher();
     const ops = `http://127.0.0.1:${dispatcher.opsPort ?? 0}`;
     expect((await fetch(`${ops}/healthz`)).status).toBe(200);
     expect((await fetch(`${ops}/readyz`)).status).toBe(200);
@@ -177,13 +183,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
       },
     })) as EventSubscription;
     await writeReadyStatus('held', created.metadata?.generation ?? 1, target.url, s);
-    const cfg = parseDispatcherConfig({
-      EVENTWIRE_NATS_URL: inject('natsUrl'),
-      EVENTWIRE_OPS_PORT: '0',
-      EVENTWIRE_OPS_HOST: '127.0.0.1',
-      EVENTWIRE_WATCH_NAMESPACE: namespace,
-    });
-    dispatcher ??= await startDispatcher(cfg, { kubeConfig: kc, log: silentLogger() });
+    dispatcher ??= await startNamespaceDispatcher();
     await publish(n, s.prefix, [event(1)]);
     const core = kc.makeApiClient(CoreV1Api);
     await until('a Warning Event DeadLetterUnavailable', async () => {
@@ -248,13 +248,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
     await writeReadyStatus('vetted', generation, target.url, s, {
       deadLetterSinkUri: `${vetted.url}/resolved`,
     });
-    const cfg = parseDispatcherConfig({
-      EVENTWIRE_NATS_URL: inject('natsUrl'),
-      EVENTWIRE_OPS_PORT: '0',
-      EVENTWIRE_OPS_HOST: '127.0.0.1',
-      EVENTWIRE_WATCH_NAMESPACE: namespace,
-    });
-    dispatcher ??= await startDispatcher(cfg, { kubeConfig: kc, log: silentLogger() });
+    dispatcher ??= await startNamespaceDispatcher();
     await publish(n, s.prefix, [event(1)]);
     await until('dead-lettered at the resolved URI', () => vetted.delivered().length === 1);
     expect(vetted.requests[0]?.path).toBe('/resolved');
