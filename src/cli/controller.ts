@@ -11,12 +11,16 @@ export const CONTROLLER_STOP_DEADLINE_MS = 15_000;
 export async function runController(env: NodeJS.ProcessEnv): Promise<number> {
   const cfg = parseControllerConfig(env);
   const log = createLogger({ component: 'controller', level: cfg.logLevel });
+  // a signal during start-up stops once started (or at the deadline, naming the start-up)
+  let phase = 'start-up';
   const signals = new StopSignals({
     report: logStopEvents(log),
+    pending: () => [phase],
     deadlineMs: CONTROLLER_STOP_DEADLINE_MS,
   });
   try {
     const controller = await startController(cfg, { log });
+    phase = 'the graceful stop (its steps are logged above)';
     const ended = await Promise.race([
       signals.received.then(() => 'signal' as const),
       controller.lostLeadership.then(() => 'lost' as const),

@@ -13,12 +13,16 @@ export const DISPATCHER_STOP_MARGIN_MS = 8_000;
 export async function runDispatcher(env: NodeJS.ProcessEnv): Promise<number> {
   const cfg = parseDispatcherConfig(env);
   const log = createLogger({ component: 'dispatcher', level: cfg.logLevel });
+  // a signal during start-up stops once started (or at the deadline, naming the start-up)
+  let phase = 'start-up';
   const signals = new StopSignals({
     report: logStopEvents(log),
+    pending: () => [phase],
     deadlineMs: cfg.gracePeriodMs + DISPATCHER_STOP_MARGIN_MS,
   });
   try {
     const dispatcher = await startDispatcher(cfg, { log });
+    phase = 'the graceful stop (its steps are logged above)';
     await signals.received;
     await dispatcher.stop(cfg.gracePeriodMs);
     return 0;

@@ -11,12 +11,16 @@ export const INGRESS_STOP_MARGIN_MS = 10_000;
 export async function runIngress(env: NodeJS.ProcessEnv): Promise<number> {
   const cfg = parseIngressConfig(env);
   const log = createLogger({ component: 'ingress', level: cfg.logLevel });
+  // a signal during start-up stops once started (or at the deadline, naming the start-up)
+  let phase = 'start-up';
   const signals = new StopSignals({
     report: logStopEvents(log),
+    pending: () => [phase],
     deadlineMs: cfg.publishTimeoutMs + INGRESS_STOP_MARGIN_MS,
   });
   try {
     const ingress = await startIngress(cfg, { log });
+    phase = 'the graceful stop (its steps are logged above)';
     await signals.received;
     await ingress.close();
     return 0;

@@ -159,6 +159,11 @@ export class ManagedProcess {
     this.name = opts.name;
     this.logFile = join(opts.runDir.path, `${opts.name}.log`);
     const out = createWriteStream(this.logFile, { flags: 'a' });
+    out.on('error', (err: NodeJS.ErrnoException) => {
+      // the run directory was removed under a log still opening (killAllNow): nothing to keep
+      if (err.code === 'ENOENT' && !liveRunDirs.has(opts.runDir.path)) return;
+      process.stderr.write(`cannot write the log ${this.logFile}: ${err.message}\n`);
+    });
     const child = spawn(opts.bin, [...opts.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
