@@ -2,11 +2,7 @@
 // with: durations parsed, defaults applied, the sink and consumer taken from status, the reply
 // stream's subject prefix and the dead letter resolved. Pure: no I/O.
 import { parseDuration } from '../api/duration.ts';
-import {
-  DELIVERY_DEFAULTS,
-  type EventStream,
-  type EventSubscription,
-} from '../api/types.ts';
+import { DELIVERY_DEFAULTS, type EventStream, type EventSubscription } from '../api/types.ts';
 import type { Filter } from '../cloudevents/filter-dialect.ts';
 
 export type DeadLetterTarget =
