@@ -39,6 +39,18 @@ describe('dispatcher driven by EventSubscriptions', () => {
 
   const ref = { group: API_GROUP, version: API_VERSION, namespace };
 
+  const createSub = async (name: string, spec: EventSubscription['spec']) =>
+    (await custom.createNamespacedCustomObject({
+      ...ref,
+      plural: 'eventsubscriptions',
+      body: {
+        apiVersion: `${API_GROUP}/${API_VERSION}`,
+        kind: 'EventSubscription',
+        metadata: { name, namespace },
+        spec,
+      },
+    })) as EventSubscription;
+
   /** A dispatcher serving this test's namespace, ops on a free loopback port. */
   const startNamespaceDispatcher = () =>
     startDispatcher(
@@ -105,20 +117,11 @@ describe('dispatcher driven by EventSubscriptions', () => {
         spec: { subjectPrefix: s.prefix },
       },
     });
-    const created = (await custom.createNamespacedCustomObject({
-      ...ref,
-      plural: 'eventsubscriptions',
-      body: {
-        apiVersion: `${API_GROUP}/${API_VERSION}`,
-        kind: 'EventSubscription',
-        metadata: { name: 'orders', namespace },
-        spec: {
-          stream: { name: 'shop' },
-          sink: { uri: `${first.url}/events` },
-          delivery: { backoffDelay: '50ms' },
-        },
-      },
-    })) as EventSubscription;
+    const created = await createSub('orders', {
+      stream: { name: 'shop' },
+      sink: { uri: `${first.url}/events` },
+      delivery: { backoffDelay: '50ms' },
+    });
     const writeStatus = (sinkUri: string) =>
       writeReadyStatus('orders', created.metadata?.generation ?? 1, sinkUri, s);
 
@@ -163,25 +166,16 @@ describe('dispatcher driven by EventSubscriptions', () => {
     const s = await makeStream(n, { maxDeliver: 4 });
     const target = await startSink(() => ({ status: 400 }));
     sinks.push(target);
-    const created = (await custom.createNamespacedCustomObject({
-      ...ref,
-      plural: 'eventsubscriptions',
-      body: {
-        apiVersion: `${API_GROUP}/${API_VERSION}`,
-        kind: 'EventSubscription',
-        metadata: { name: 'held', namespace },
-        spec: {
-          stream: { name: 'shop' },
-          sink: { uri: target.url },
-          delivery: {
-            retry: 1,
-            backoffDelay: '20ms',
-            backoffMax: '100ms',
-            deadLetter: { subject: `${s.prefix}lost.orders` },
-          },
-        },
+    const created = await createSub('held', {
+      stream: { name: 'shop' },
+      sink: { uri: target.url },
+      delivery: {
+        retry: 1,
+        backoffDelay: '20ms',
+        backoffMax: '100ms',
+        deadLetter: { subject: `${s.prefix}lost.orders` },
       },
-    })) as EventSubscription;
+    });
     await writeReadyStatus('held', created.metadata?.generation ?? 1, target.url, s);
     dispatcher ??= await startNamespaceDispatcher();
     await publish(n, s.prefix, [event(1)]);
@@ -229,21 +223,12 @@ describe('dispatcher driven by EventSubscriptions', () => {
     const vetted = await startSink();
     const unvetted = await startSink();
     sinks.push(target, vetted, unvetted);
-    const created = (await custom.createNamespacedCustomObject({
-      ...ref,
-      plural: 'eventsubscriptions',
-      body: {
-        apiVersion: `${API_GROUP}/${API_VERSION}`,
-        kind: 'EventSubscription',
-        metadata: { name: 'vetted', namespace },
-        spec: {
-          stream: { name: 'shop' },
-          sink: { uri: target.url },
-          // what the spec says is not what the dispatcher calls: status names the resolved URI
-          delivery: { deadLetter: { sink: { uri: `${unvetted.url}/spec` } } },
-        },
-      },
-    })) as EventSubscription;
+    const created = await createSub('vetted', {
+      stream: { name: 'shop' },
+      sink: { uri: target.url },
+      // what the spec says is not what the dispatcher calls: status names the resolved URI
+      delivery: { deadLetter: { sink: { uri: `${unvetted.url}/spec` } } },
+    });
     const generation = created.metadata?.generation ?? 1;
     await writeReadyStatus('vetted', generation, target.url, s, {
       deadLetterSinkUri: `${vetted.url}/resolved`,
