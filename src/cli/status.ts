@@ -42,6 +42,8 @@ export interface SubscriptionRow {
   readonly ackPending: number | null;
   readonly redelivered: number | null;
   readonly deadLettered: number | null;
+  /** stream messages discarded before the subscription read them (an upper bound) */
+  readonly discardedUnread: number | null;
 }
 
 function streamOf(sub: EventSubscription): string {
@@ -70,12 +72,13 @@ export function rowOf(sub: EventSubscription): SubscriptionRow {
     ackPending: stats.ackPending ?? null,
     redelivered: stats.redelivered ?? null,
     deadLettered: stats.deadLettered ?? null,
+    discardedUnread: stats.discardedUnread ?? null,
   };
 }
 
 /** Columns padded to their widest cell, as kubectl prints them. */
 export function table(rows: readonly SubscriptionRow[], withNamespace: boolean): string {
-  const head = ['NAME', 'READY', 'REASON', 'STREAM', 'SINK', 'PENDING', 'ACK-PENDING'];
+  const head = ['NAME', 'READY', 'REASON', 'STREAM', 'SINK', 'PENDING', 'ACK-PENDING', 'DISCARDED'];
   const cells = rows.map((r) => [
     r.name,
     r.ready,
@@ -84,6 +87,7 @@ export function table(rows: readonly SubscriptionRow[], withNamespace: boolean):
     r.sink,
     String(r.pending ?? '-'),
     String(r.ackPending ?? '-'),
+    String(r.discardedUnread ?? 0),
   ]);
   const all = withNamespace
     ? [['NAMESPACE', ...head], ...cells.map((c, i) => [rows[i]?.namespace ?? '', ...c])]

@@ -88,6 +88,18 @@ function metrics(registry: Registry) {
       labelNames: ['subscription'] as const,
       registers: [registry],
     }),
+    pending: new Gauge({
+      name: 'eventwire_controller_subscription_pending',
+      help: "Events in the stream not yet delivered to the subscription (its consumer's num_pending at the last reconcile)",
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
+    ackPending: new Gauge({
+      name: 'eventwire_controller_subscription_ack_pending',
+      help: 'Events delivered to the subscription and not yet acknowledged (num_ack_pending at the last reconcile)',
+      labelNames: ['subscription'] as const,
+      registers: [registry],
+    }),
     streamRecreated: new Counter({
       name: 'eventwire_controller_stream_recreated_total',
       help: "Times a subscription's consumer was recreated on a new stream of the same name and started at its first message",
@@ -186,6 +198,15 @@ function makeHandler({
       },
       streamRecreated: (subscription) => {
         m.streamRecreated.inc({ subscription });
+      },
+      lag: (subscription, pending, ackPending) => {
+        m.pending.set({ subscription }, pending);
+        m.ackPending.set({ subscription }, ackPending);
+      },
+      forget: (subscription) => {
+        for (const metric of [m.pending, m.ackPending, m.discardedUnread, m.streamRecreated]) {
+          metric.remove({ subscription });
+        }
       },
     },
   });

@@ -63,6 +63,10 @@ export interface StreamLookup extends Lookup<EventStream> {
 export interface SubscriptionMetrics {
   discardedUnread(subscription: string, count: number): void;
   streamRecreated(subscription: string): void;
+  /** the consumer's lag as last read: events not yet delivered, and delivered but unacked */
+  lag(subscription: string, pending: number, ackPending: number): void;
+  /** the subscription is gone: drop its series */
+  forget(subscription: string): void;
 }
 
 export interface SubscriptionReconcilerDeps {
@@ -149,6 +153,9 @@ function statsOf(
     ...(typeof last === 'string' && !last.startsWith('0001-') ? { lastDelivery: last } : {}),
   };
 }
+
+const idOf = (sub: EventSubscription): string =>
+  `${sub.metadata?.namespace ?? ''}/${sub.metadata?.name ?? ''}`;
 
 type Observed = ConsumerObservation & { readonly streamInfo?: StreamInfo };
 
@@ -552,19 +559,25 @@ export class SubscriptionReconciler {
     };
     // before the write: a conflict retries on a consumer that exists by then, which would
     // never report what this reconcile found
-    this.reportLosses(sub, info?.stream_name ?? '', consumer.note, losses.discarded, log);
+    this.reportConsumer(sub, info, consumer.note, losses.discarded, log);
     await this.deps.status.update(sub, status);
   }
 
-  /** Warning Event, metrics and log for a stream recreated or messages discarded unread. */
-  private reportLosses(
+  /**
+   * The consumer's lag as metrics; a Warning Event, metrics and a log for a stream recreated
+   * or messages discarded unread.
+   */
+  private reportConsumer(
     sub: EventSubscription,
-    stream: string,
+    info: ConsumerInfo | undefined,
     note: ResumeNote | undefined,
     discarded: number,
     log: Logger,
   ): void {
-    const id = `${sub.metadata?.namespace ?? ''}/${sub.metadata?.name ?? ''}`;
+    const id = idOf(sub);
+    if (!info) return;
+    this.deps.metrics?.lag(id, info.num_pending, info.num_ack_pending);
+    const stream = info.stream_name;
     const report = lossReport(stream, note, discarded);
     if (report === undefined) return;
     if (note?.kind === 'stream-recreated') this.deps.metrics?.streamRecreated(id);
@@ -589,6 +602,7 @@ export class SubscriptionReconciler {
       }
     }
     await this.deps.subscriptions.replace(withoutFinalizer(sub, FINALIZER));
+    this.deps.metrics?.forget(idOf(sub));
     return {};
   }
 }

@@ -116,6 +116,7 @@ describe('eventwire status', () => {
       'SINK',
       'PENDING',
       'ACK-PENDING',
+      'DISCARDED',
     ]);
     expect(lines[2]?.split(/\s{2,}/)).toEqual([
       'ready',
@@ -124,6 +125,7 @@ describe('eventwire status', () => {
       rows[1]?.stream,
       'http://127.0.0.1:9/events',
       '3',
+      '0',
       '0',
     ]);
   });

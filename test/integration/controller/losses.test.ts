@@ -204,6 +204,10 @@ describe('subscriptions across stream recreation and discards', () => {
     expect(metrics).toContain(
       `eventwire_controller_discarded_unread_total{subscription="${ns}/small-sub"} 20`,
     );
+    // the lag that is left, as a gauge beside status.stats.pending
+    expect(metrics).toContain(
+      `eventwire_controller_subscription_pending{subscription="${ns}/small-sub"} 10`,
+    );
     // nothing more is counted while the subscription reads what is left
     expect(await pendingOf(before)).toHaveLength(10);
     await new Promise((r) => setTimeout(r, 4_000)); // two resync periods
