@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerSpec } from '../../../src/dispatcher/settings.ts';
-import { harnessTools, startNats, waitFor, type NatsServer } from '../../harness/index.ts';
+import { harnessTools, startNats, type NatsServer } from '../../harness/index.ts';
 import { startSink, type TestSink } from '../../harness/sink.ts';
 import {
   consumerState,
@@ -16,11 +16,11 @@ import {
   readStream,
   workerSpec,
   type Nats,
+  untilWithin,
 } from './helpers.ts';
 
 const fixture = join(import.meta.dirname, 'fixtures', 'worker-process.ts');
-const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000) =>
-  waitFor(what, async () => cond(), { timeoutMs, intervalMs: 100 });
+const until = untilWithin(60_000, 100);
 
 const children = new Set<ChildProcess>();
 /** how long before a fault (and after recovery) an event may be in flight or its ack unflushed */

@@ -13,6 +13,7 @@ import {
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
+import { waitFor } from '../../harness/index.ts';
 import type { TestSink } from '../../harness/sink.ts';
 import { msToNanos } from '../../../src/api/duration.ts';
 import {
@@ -270,4 +271,13 @@ export function workerFixture(): {
     workers,
     sinks,
   };
+}
+
+/**
+ * A wait for a condition (sync or async) with a suite's own patience: `untilWithin(15_000)`
+ * gives `until(what, cond, timeoutMs = 15_000)`, polling every `intervalMs`.
+ */
+export function untilWithin(defaultMs: number, intervalMs = 50) {
+  return (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = defaultMs) =>
+    waitFor(what, async () => cond(), { timeoutMs, intervalMs });
 }

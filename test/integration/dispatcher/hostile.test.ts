@@ -4,7 +4,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeEvent } from '../../../src/cloudevents/index.ts';
 import type { WorkerAlert } from '../../../src/dispatcher/subscription-worker.ts';
-import { waitFor } from '../../harness/index.ts';
 import { startSink } from '../../harness/sink.ts';
 import {
   consumerState,
@@ -18,10 +17,10 @@ import {
   workerSpec,
   type Nats,
   workerFixture,
+  untilWithin,
 } from './helpers.ts';
 
-const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000) =>
-  waitFor(what, async () => cond(), { timeoutMs, intervalMs: 50 });
+const until = untilWithin(15_000);
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const HOUR = 3_600_000;
 

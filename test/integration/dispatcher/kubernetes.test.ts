@@ -9,12 +9,18 @@ import { parseDispatcherConfig } from '../../../src/dispatcher/config.ts';
 import { startDispatcher, type Dispatcher } from '../../../src/dispatcher/dispatcher.ts';
 import { silentLogger } from '../../../src/observability/logger.ts';
 import { installCrds } from '../../harness/crds.ts';
-import { waitFor } from '../../harness/index.ts';
 import { startSink, type TestSink } from '../../harness/sink.ts';
-import { consumerState, event, makeStream, natsAt, publish, type Nats } from './helpers.ts';
+import {
+  consumerState,
+  event,
+  makeStream,
+  natsAt,
+  publish,
+  type Nats,
+  untilWithin,
+} from './helpers.ts';
 
-const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000) =>
-  waitFor(what, async () => cond(), { timeoutMs, intervalMs: 100 });
+const until = untilWithin(30_000, 100);
 
 describe('dispatcher driven by EventSubscriptions', () => {
   const kc = new KubeConfig();

@@ -1,7 +1,6 @@
 // Ordering (key and strict), concurrency up to maxInFlight, working() during slow attempts,
 // and graceful shutdown.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../harness/index.ts';
 import { startSink, type SinkRequest } from '../../harness/sink.ts';
 import {
   consumerState,
@@ -12,10 +11,10 @@ import {
   workerSpec,
   type Nats,
   workerFixture,
+  untilWithin,
 } from './helpers.ts';
 
-const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000) =>
-  waitFor(what, async () => cond(), { timeoutMs, intervalMs: 50 });
+const until = untilWithin(30_000);
 
 const keyOf = (r: SinkRequest) => r.event?.extensions.partitionkey ?? '';
 const seqOf = (r: SinkRequest) => Number(r.event?.extensions.seq ?? '-1');

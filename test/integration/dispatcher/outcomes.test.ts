@@ -5,7 +5,6 @@ import { headers as natsHeaders } from '@nats-io/nats-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { eventsEqual, isValidAttributeName } from '../../../src/cloudevents/index.ts';
 import { subjectFor } from '../../../src/jetstream/subject.ts';
-import { waitFor } from '../../harness/index.ts';
 import { startSink } from '../../harness/sink.ts';
 import {
   consumerState,
@@ -19,10 +18,10 @@ import {
   workerSpec,
   type Nats,
   workerFixture,
+  untilWithin,
 } from './helpers.ts';
 
-const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000) =>
-  waitFor(what, async () => cond(), { timeoutMs, intervalMs: 50 });
+const until = untilWithin(15_000);
 
 describe('dispatcher outcome table', () => {
   const fx = workerFixture();

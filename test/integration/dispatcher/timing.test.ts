@@ -2,7 +2,6 @@
 // assertions of the suite), and Retry-After is honoured and capped by retryAfterMax.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { JITTER } from '../../../src/dispatcher/outcome.ts';
-import { waitFor } from '../../harness/index.ts';
 import { startSink, type TestSink } from '../../harness/sink.ts';
 import {
   consumerState,
@@ -13,10 +12,10 @@ import {
   workerSpec,
   type Nats,
   workerFixture,
+  untilWithin,
 } from './helpers.ts';
 
-const until = (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000) =>
-  waitFor(what, async () => cond(), { timeoutMs, intervalMs: 25 });
+const until = untilWithin(20_000, 25);
 
 /** Gaps between consecutive requests, in ms. */
 const gaps = (sink: TestSink) =>
