@@ -201,35 +201,41 @@ function observation(o: {
 const CONSUMER_RESET_REASON = 'StreamRecreated';
 
 /**
+ * A consumer on another stream than the one status recorded, found after the fact: the
+ * reconcile that recreated it could not write status (a conflict), so this one says what
+ * happened. Derived from status and the consumer, so it holds until status is written.
+ */
+function unrecordedReset(
+  sub: EventSubscription,
+  s: ConsumerSettings,
+  info: ConsumerInfo | undefined,
+): ResumeNote | undefined {
+  const recorded = sub.status?.consumer;
+  const created = streamCreatedOf(info);
+  if (recorded?.name !== s.name || recorded.streamCreated === undefined) return undefined;
+  if (created === undefined || created === recorded.streamCreated) return undefined;
+  return {
+    kind: 'stream-recreated',
+    previousCreated: recorded.streamCreated,
+    created,
+    lastKnownAckFloor: recorded.ackFloor ?? 0,
+  };
+}
+
+/**
  * ConsumerReady. After a consumer was recreated on a new stream, the reason says so for the
  * rest of this generation, so `kubectl get evsub` shows it after the Warning Event.
  */
-/**
- * Is the consumer on another stream than the one status recorded? Found when the status write
- * after the consumer was recreated failed, so the next reconcile still says why.
- */
-function onAnotherStream(
-  sub: EventSubscription,
-  s: ConsumerSettings,
-  created: string | undefined,
-): boolean {
-  const recorded = sub.status?.consumer;
-  if (recorded?.name !== s.name || recorded.streamCreated === undefined) return false;
-  return created !== undefined && recorded.streamCreated !== created;
-}
-
 function consumerCondition(
   sub: EventSubscription,
   s: ConsumerSettings,
   note: ResumeNote | undefined,
-  info: ConsumerInfo | undefined,
 ): Cond {
-  const created = note?.kind === 'stream-recreated' ? note.created : streamCreatedOf(info);
-  if (note?.kind === 'stream-recreated' || onAnotherStream(sub, s, created)) {
+  if (note?.kind === 'stream-recreated') {
     return ok(
       'ConsumerReady',
       CONSUMER_RESET_REASON,
-      `durable consumer ${s.stream}/${s.name} starts at the first message of stream ${s.stream}, which was recreated (created ${created ?? '?'}); the ack floor recorded before counted in the old stream`,
+      `durable consumer ${s.stream}/${s.name} starts at the first message of stream ${s.stream}, which was recreated (created ${note.created}); the ack floor ${String(note.lastKnownAckFloor)} counted in the old stream`,
     );
   }
   return (
@@ -461,9 +467,10 @@ export class SubscriptionReconciler {
       const plan = planConsumer(settings, seen);
       const info = await this.applyPlan(settings, plan, seen, log);
       const prev = seen.previous;
-      const note = plan.kind === 'create' ? plan.note : undefined;
+      const note =
+        (plan.kind === 'create' ? plan.note : undefined) ?? unrecordedReset(sub, settings, info);
       return {
-        cond: consumerCondition(sub, settings, note, info),
+        cond: consumerCondition(sub, settings, note),
         ...(info ? { info } : {}),
         ...(prev ? { replaced: { stream: prev.stream_name, name: prev.name } } : {}),
         ...(seen.streamInfo ? { stream: seen.streamInfo } : {}),
@@ -557,10 +564,10 @@ export class SubscriptionReconciler {
       ...(info ? { consumer: consumerStatusOf(info, losses) } : {}),
       ...(stats ? { stats } : {}),
     };
-    // before the write: a conflict retries on a consumer that exists by then, which would
-    // never report what this reconcile found
-    this.reportConsumer(sub, info, consumer.note, losses.discarded, log);
+    // after the write: a failed write (a conflict) finds the same again on the retry, from
+    // status and the consumer, and reports it then, once
     await this.deps.status.update(sub, status);
+    this.reportConsumer(sub, info, consumer.note, losses.discarded, log);
   }
 
   /**
