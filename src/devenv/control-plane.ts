@@ -15,6 +15,13 @@ export interface ControlPlaneOptions {
   /** run kube-controller-manager too (garbage collection, namespaces, service accounts) */
   readonly controllerManager?: boolean;
   readonly startTimeoutMs?: number;
+  /**
+   * Serve the Pods of a local node: listen on `address` (the node's bridge address, which
+   * Pods reach) instead of loopback, put `address` and the kubernetes Service's `serviceIp`
+   * in the serving certificate, keep the kubernetes Service's endpoints, reach kubelets by
+   * their InternalIP with a client certificate (logs, exec, port-forward), authorize Nodes.
+   */
+  readonly node?: { readonly address: string; readonly serviceIp: string };
 }
 
 export interface ControlPlane {
@@ -25,6 +32,8 @@ export interface ControlPlane {
   readonly kubeConfig: KubeConfig;
   readonly caCert: string;
   readonly versions: { readonly kubeApiserver: string; readonly etcd: string };
+  /** the CA every certificate of this control plane chains to (a node's kubelet serves with one) */
+  readonly certAuthority: CertAuthority;
   /** a kubeconfig for another user, authenticated by a client certificate */
   kubeConfigFor(user: string, groups?: readonly string[]): Promise<KubeConfig>;
   stop(): Promise<void>;
@@ -115,28 +124,75 @@ interface ApiserverFiles {
   readonly serving: { cert: string; key: string };
   readonly saPub: string;
   readonly saKey: string;
+  /** node mode: the API server's client certificate towards kubelets */
+  readonly kubeletClient?: { cert: string; key: string };
 }
 
-async function writePki(run: RunDir, ca: CertAuthority): Promise<ApiserverFiles> {
+async function writePem(
+  dir: string,
+  name: string,
+  pem: Pem,
+): Promise<{ cert: string; key: string }> {
+  const files = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+  await writeFile(files.cert, pem.cert);
+  await writeFile(files.key, pem.key, { mode: 0o600 });
+  return files;
+}
+
+async function writePki(
+  run: RunDir,
+  ca: CertAuthority,
+  node: ControlPlaneOptions['node'],
+): Promise<ApiserverFiles> {
   const dir = join(run.path, 'pki');
   await mkdir(dir, { recursive: true });
+  const svc = ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc'];
   const serving = await ca.issueServing('kube-apiserver', {
-    dns: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
-    ips: ['127.0.0.1'],
+    dns: ['localhost', ...svc, ...(node ? ['kubernetes.default.svc.cluster.local'] : [])],
+    ips: ['127.0.0.1', ...(node ? [node.address, node.serviceIp] : [])],
   });
   const sa = serviceAccountKeyPair();
   const files = {
     ca: join(dir, 'ca.crt'),
-    serving: { cert: join(dir, 'apiserver.crt'), key: join(dir, 'apiserver.key') },
+    serving: await writePem(dir, 'apiserver', serving),
     saPub: join(dir, 'sa.pub'),
     saKey: join(dir, 'sa.key'),
+    ...(node
+      ? {
+          kubeletClient: await writePem(
+            dir,
+            'apiserver-kubelet-client',
+            await ca.issueClient('kube-apiserver-kubelet-client', ['system:masters']),
+          ),
+        }
+      : {}),
   };
   await writeFile(files.ca, ca.cert);
-  await writeFile(files.serving.cert, serving.cert);
-  await writeFile(files.serving.key, serving.key, { mode: 0o600 });
   await writeFile(files.saPub, sa.publicKey);
   await writeFile(files.saKey, sa.privateKey, { mode: 0o600 });
   return files;
+}
+
+/** Where the API server listens, and what it needs to serve a node's Pods. */
+function addressArgs(node: ControlPlaneOptions['node'], files: ApiserverFiles): string[] {
+  if (!node || !files.kubeletClient) {
+    return [
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      // loopback cannot back the kubernetes Service's endpoints; nothing in-cluster dials it
+      '--endpoint-reconciler-type=none',
+      '--authorization-mode=RBAC',
+    ];
+  }
+  return [
+    `--bind-address=${node.address}`,
+    `--advertise-address=${node.address}`,
+    `--kubelet-client-certificate=${files.kubeletClient.cert}`,
+    `--kubelet-client-key=${files.kubeletClient.key}`,
+    `--kubelet-certificate-authority=${files.ca}`,
+    '--kubelet-preferred-address-types=InternalIP',
+    '--authorization-mode=Node,RBAC',
+  ];
 }
 
 function apiserverArgs(
@@ -144,19 +200,16 @@ function apiserverArgs(
   etcdUrl: string,
   files: ApiserverFiles,
   run: RunDir,
+  node: ControlPlaneOptions['node'],
 ): string[] {
   return [
     `--etcd-servers=${etcdUrl}`,
-    '--bind-address=127.0.0.1',
-    '--advertise-address=127.0.0.1',
-    // loopback cannot back the kubernetes Service's endpoints; nothing in-cluster dials it
-    '--endpoint-reconciler-type=none',
+    ...addressArgs(node, files),
     `--secure-port=${port}`,
     `--cert-dir=${join(run.path, 'apiserver-certs')}`,
     `--tls-cert-file=${files.serving.cert}`,
     `--tls-private-key-file=${files.serving.key}`,
     `--client-ca-file=${files.ca}`,
-    '--authorization-mode=RBAC',
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
     `--service-account-key-file=${files.saPub}`,
     `--service-account-signing-key-file=${files.saKey}`,
@@ -173,6 +226,7 @@ async function startControllerManager(
   run: RunDir,
   kubeconfigPath: string,
   files: ApiserverFiles,
+  withNode: boolean,
 ): Promise<ManagedProcess> {
   const port = await freePort();
   const proc = new ManagedProcess({
@@ -190,7 +244,8 @@ async function startControllerManager(
       `--service-account-private-key-file=${files.saKey}`,
       `--root-ca-file=${files.ca}`,
       '--use-service-account-credentials=false',
-      '--controllers=*,-nodeipam,-nodelifecycle',
+      // a node's lifecycle controller lifts the not-ready taint its kubelet registers with
+      withNode ? '--controllers=*,-nodeipam' : '--controllers=*,-nodeipam,-nodelifecycle',
       '--v=1',
     ],
   });
@@ -224,16 +279,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
   try {
     const ca = await createCertAuthority();
-    const files = await writePki(run, ca);
+    const files = await writePki(run, ca, opts.node);
     const etcd = await startEtcd(opts.tools, run, timeoutMs);
     procs.push(etcd.proc);
     const port = await freePort();
-    const server = `https://127.0.0.1:${port}`;
+    const server = `https://${opts.node?.address ?? '127.0.0.1'}:${port}`;
     const apiserver = new ManagedProcess({
       name: 'kube-apiserver',
       bin: opts.tools['kube-apiserver'].path,
       runDir: run,
-      args: apiserverArgs(port, etcd.url, files, run),
+      args: apiserverArgs(port, etcd.url, files, run, opts.node),
     });
     procs.push(apiserver);
     const admin = await ca.issueClient('eventwire-admin', ['system:masters']);
@@ -248,7 +303,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       mode: 0o600,
     });
     if (opts.controllerManager ?? true) {
-      procs.push(await startControllerManager(opts.tools, run, kubeconfigPath, files));
+      procs.push(
+        await startControllerManager(opts.tools, run, kubeconfigPath, files, Boolean(opts.node)),
+      );
     }
     const kubeConfig = new KubeConfig();
     kubeConfig.loadFromFile(kubeconfigPath);
@@ -258,6 +315,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       kubeconfigPath,
       kubeConfig,
       caCert: ca.cert,
+      certAuthority: ca,
       versions: {
         kubeApiserver: await probeVersionOf(server, tls),
         etcd: opts.tools.etcd.version,

@@ -92,6 +92,98 @@ function cmdlineOf(pid: number): string {
   }
 }
 
+function procPids(): number[] {
+  try {
+    return readdirSync('/proc')
+      .filter((e) => /^\d+$/.test(e))
+      .map(Number);
+  } catch {
+    // no /proc (not Linux): only the recorded pids can be found
+    return [];
+  }
+}
+
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    // gone since the listing
+    return undefined;
+  }
+}
+
+/**
+ * The processes whose command line names `dir` (a run's daemons, and the shims a container
+ * runtime started with a socket in it, which outlive their parent), and every descendant of
+ * them (the containers under a shim), descendants first.
+ */
+export function processesOf(dir: string): number[] {
+  const all = procPids();
+  const children = new Map<number, number[]>();
+  for (const pid of all) {
+    const ppid = parentOf(pid);
+    if (ppid !== undefined) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  }
+  const roots = all.filter((pid) => pid !== process.pid && cmdlineOf(pid).includes(dir));
+  const out: number[] = [];
+  const visit = (pid: number): void => {
+    if (out.includes(pid)) return;
+    for (const child of children.get(pid) ?? []) visit(child);
+    out.push(pid);
+  };
+  for (const pid of roots) visit(pid);
+  return out;
+}
+
+/** SIGKILL every process of `dir` (see processesOf); returns how many. */
+export function killProcessesOf(dir: string): number {
+  let killed = 0;
+  for (const pid of processesOf(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed += 1;
+    } catch {
+      // already gone
+    }
+  }
+  return killed;
+}
+
+/** Mount points at or under `dir`, deepest first (a run's container filesystems, volumes). */
+export function mountsUnder(dir: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    // no /proc/mounts (not Linux): nothing is mounted by our runs there
+    return [];
+  }
+  const points = text
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+/** Lazily unmount everything at or under `dir`, so removing it never reaches through a mount. */
+export async function unmountUnder(dir: string): Promise<void> {
+  for (const point of mountsUnder(dir)) {
+    await new Promise<void>((done) => {
+      const child = spawn('umount', ['-l', point], { stdio: 'ignore' });
+      child.on('error', () => {
+        done();
+      });
+      child.on('exit', () => {
+        done();
+      });
+    });
+  }
+  const left = mountsUnder(dir);
+  if (left.length > 0) throw new Error(`could not unmount ${left.join(', ')}`);
+}
+
 /** Kill the children of earlier runs whose owner died, and remove their directories. */
 export async function sweepStaleRuns(root: string = tmpdir()): Promise<string[]> {
   const swept: string[] = [];
@@ -108,6 +200,9 @@ export async function sweepStaleRuns(root: string = tmpdir()): Promise<string[]>
       // only a process whose command line names this run directory is ours
       if (cmdlineOf(pid).includes(dir)) process.kill(pid, 'SIGKILL');
     }
+    // a node's run also leaves container shims (and their containers) and mounts
+    killProcessesOf(dir);
+    await unmountUnder(dir);
     await rm(dir, { recursive: true, force: true });
     swept.push(dir);
   }

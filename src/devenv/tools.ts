@@ -1,5 +1,6 @@
 // Pinned binaries for the local control plane: kube-apiserver, kube-controller-manager,
-// kubectl, etcd, nats-server and helm. Each is built from the Go module proxy inside a
+// kubectl, etcd, nats-server and helm; and for the local node: kubelet, kube-scheduler,
+// kube-proxy and CoreDNS. Each is built from the Go module proxy inside a
 // wrapper module under tools/go/, and cached outside the clone, keyed by version.
 // A binary already on PATH or in KUBEBUILDER_ASSETS is reused when its version matches.
 import { execFile, spawn } from 'node:child_process';
@@ -13,7 +14,16 @@ import { promisify } from 'node:util';
 const execFileAsync = promisify(execFile);
 
 export type ToolName =
-  'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'etcd' | 'nats-server' | 'helm';
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kubectl'
+  | 'etcd'
+  | 'nats-server'
+  | 'helm'
+  | 'kubelet'
+  | 'kube-scheduler'
+  | 'kube-proxy'
+  | 'coredns';
 
 export const TOOL_NAMES: readonly ToolName[] = [
   'kube-apiserver',
@@ -22,6 +32,10 @@ export const TOOL_NAMES: readonly ToolName[] = [
   'etcd',
   'nats-server',
   'helm',
+  'kubelet',
+  'kube-scheduler',
+  'kube-proxy',
+  'coredns',
 ];
 
 export interface ToolSpec {
@@ -68,25 +82,20 @@ const k8sLdflags = (v: string): readonly string[] => {
 };
 const sameMinor = (f: SemVer, p: SemVer): boolean => f.major === p.major && f.minor === p.minor;
 
+/** a command of the k8s.io/kubernetes module, which must match the API server's minor */
+const kubernetesCommand = (name: ToolName): ToolSpec => ({
+  name,
+  wrapper: 'kubernetes',
+  pkg: `k8s.io/kubernetes/cmd/${name}`,
+  versionModule: 'k8s.io/kubernetes',
+  versionArgs: ['--version'],
+  ldflagsX: k8sLdflags,
+  accepts: sameMinor,
+});
+
 export const TOOL_SPECS: Readonly<Record<ToolName, ToolSpec>> = {
-  'kube-apiserver': {
-    name: 'kube-apiserver',
-    wrapper: 'kubernetes',
-    pkg: 'k8s.io/kubernetes/cmd/kube-apiserver',
-    versionModule: 'k8s.io/kubernetes',
-    versionArgs: ['--version'],
-    ldflagsX: k8sLdflags,
-    accepts: sameMinor,
-  },
-  'kube-controller-manager': {
-    name: 'kube-controller-manager',
-    wrapper: 'kubernetes',
-    pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager',
-    versionModule: 'k8s.io/kubernetes',
-    versionArgs: ['--version'],
-    ldflagsX: k8sLdflags,
-    accepts: sameMinor,
-  },
+  'kube-apiserver': kubernetesCommand('kube-apiserver'),
+  'kube-controller-manager': kubernetesCommand('kube-controller-manager'),
   kubectl: {
     name: 'kubectl',
     wrapper: 'kubernetes',
@@ -123,6 +132,19 @@ export const TOOL_SPECS: Readonly<Record<ToolName, ToolSpec>> = {
     versionArgs: ['version', '--short'],
     ldflagsX: (v) => [`helm.sh/helm/v3/internal/version.version=${v}`],
     accepts: (f) => f.major === 3,
+  },
+  // the local node (`eventwire dev --cluster`, the e2e suite): same module as the API server
+  kubelet: kubernetesCommand('kubelet'),
+  'kube-scheduler': kubernetesCommand('kube-scheduler'),
+  'kube-proxy': kubernetesCommand('kube-proxy'),
+  coredns: {
+    name: 'coredns',
+    wrapper: 'coredns',
+    pkg: 'github.com/coredns/coredns',
+    versionModule: 'github.com/coredns/coredns',
+    versionArgs: ['-version'],
+    ldflagsX: () => [],
+    accepts: (f, p) => sameMinor(f, p),
   },
 };
 
