@@ -134,7 +134,6 @@ describe('manifests in docs/ and examples/ against the real API server', () => {
       ...Array<string>(2).fill('EventStream'),
       ...Array<string>(6).fill('EventSubscription'),
       'Namespace',
-      ...Array<string>(4).fill('Service'),
     ]);
     await dryRunApply(objects, 'kubectl kustomize examples/shop');
   });
