@@ -15,33 +15,14 @@ build_args=()
 volumes=()
 
 standin_base() {
-  local root node npm_dir
-  root="$(mktemp -d)"
-  trap 'rm -rf "$root"' RETURN
-  node="node_modules/node/bin/node"
-  npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
+  # one home for the stand-in Node images: assembleNodeStandin in src/devenv/images.ts
+  local node="node_modules/node/bin/node"
   [ -x "$node" ] || { echo "build-image: $node is missing: run npm ci" >&2; return 1; }
-  mkdir -p "$root"/{bin,usr/bin,usr/local/bin,usr/local/lib/node_modules,etc,tmp,root,lib64,lib/x86_64-linux-gnu}
-  chmod 1777 "$root/tmp"
-  cp /bin/dash "$root/bin/dash"
-  ln -s dash "$root/bin/sh"
-  cp /usr/bin/env "$root/usr/bin/env"
-  cp "$node" "$root/usr/local/bin/node"
-  cp -r "$npm_dir" "$root/usr/local/lib/node_modules/npm"
-  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/local/bin/npm"
-  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/local/bin/npx"
-  local lib
-  for lib in $(ldd "$node" /bin/dash /usr/bin/env | awk '/=>/ {print $3} /ld-linux/ {print $1}' | sort -u); do
-    cp -L "$lib" "$root$lib"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\nnonroot:x:65532:65532::/tmp:/bin/sh\n' >"$root/etc/passwd"
-  printf 'root:x:0:\nnode:x:1000:\nnonroot:x:65532:\n' >"$root/etc/group"
-  tar -C "$root" -c . | podman import \
-    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
-    --change 'ENV NODE_VERSION=24' \
-    --change 'CMD ["node"]' \
-    --change 'LABEL io.eventwire.standin=true' - "$base" >/dev/null
-  echo "build-image: stand-in $base assembled ($("$node" --version), npm $(npm --version))"
+  "$node" --input-type=module -e '
+    import { assembleNodeStandin } from "./src/devenv/images.ts";
+    const s = await assembleNodeStandin({ repoRoot: ".", ref: process.argv[1] });
+    console.log("build-image: stand-in " + s.ref + " assembled (" + s.nodeVersion + ", npm " + s.npmVersion + ")");
+  ' "$base"
 }
 
 if ! podman image exists "$base"; then
