@@ -189,9 +189,13 @@ interface ImportSpec {
   readonly inputs: string;
 }
 
-/** Packs a root filesystem (owned by root) and imports it as an image. */
+/**
+ * Packs a root filesystem (owned by root) and imports it as an image; the image the ref
+ * named before is removed when nothing else uses it, so re-imports leave no dangling images.
+ */
 async function importRoot(spec: ImportSpec): Promise<void> {
   const tarball = `${spec.root}.tar`;
+  const previous = await imageId(spec.ref);
   try {
     await run('tar', [
       '--owner=0',
@@ -207,6 +211,10 @@ async function importRoot(spec: ImportSpec): Promise<void> {
     await run('podman', ['import', ...changes.flatMap((c) => ['--change', c]), tarball, spec.ref]);
   } finally {
     await rm(tarball, { force: true });
+  }
+  if (previous && previous !== (await imageId(spec.ref))) {
+    // fails, and is left alone, while another tag or a container still uses it
+    await run('podman', ['rmi', previous]).catch(() => undefined);
   }
 }
 
@@ -378,7 +386,11 @@ async function pauseBinary(repoRoot: string, cacheDir: string, version: string):
 async function pauseImage(opts: LocalImagesOptions): Promise<void> {
   const version = await kubernetesVersion(opts.repoRoot);
   const binary = await pauseBinary(opts.repoRoot, opts.cacheDir, version);
-  const key = await fingerprint([binary], [`pause ${version}`]);
+  // by content: the same pause.c compiles to the same bytes, wherever the cache is
+  const sha = createHash('sha256')
+    .update(await readFile(binary))
+    .digest('hex');
+  const key = await fingerprint([], [`pause ${version}`, `sha256 ${sha}`]);
   if ((await imageInputs(PAUSE_IMAGE)) === key) return;
   await withRoot(async (root) => {
     await mkdir(root, { recursive: true });
