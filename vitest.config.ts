@@ -20,6 +20,18 @@ export default defineConfig({
           pool: 'forks',
         },
       },
+      {
+        test: {
+          // one real cluster (a local node, or kind) for the whole suite: see test/e2e/backend.ts
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          globalSetup: ['test/e2e/global-setup.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 900_000,
+          pool: 'forks',
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

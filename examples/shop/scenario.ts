@@ -57,7 +57,10 @@ export function scenarioEvents(): { products: OutEvent[]; carts: OutEvent[] } {
   return { products: PRODUCTS.map(productEvent), carts };
 }
 
-/** POSTs one event in binary mode to an ingress stream URL; retries 404/503 (stream not yet known). */
+/**
+ * POSTs one event in binary mode to an ingress stream URL; retries 404/503 (stream not yet
+ * known) and a refused connection (a port-forward still starting) until timeoutMs.
+ */
 export async function publish(url: string, event: OutEvent, timeoutMs = 15_000): Promise<void> {
   const headers: Record<string, string> = {
     'ce-specversion': '1.0',
@@ -69,7 +72,19 @@ export async function publish(url: string, event: OutEvent, timeoutMs = 15_000):
   for (const [k, v] of Object.entries(event.extensions ?? {})) headers[`ce-${k}`] = v;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(event.data) });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(event.data),
+    }).catch((err: unknown) => {
+      if (Date.now() > deadline)
+        throw new Error(`publishing ${event.id} to ${url}`, { cause: err });
+      return undefined;
+    });
+    if (res === undefined) {
+      await new Promise((r) => setTimeout(r, 250));
+      continue;
+    }
     const text = await res.text();
     if (res.status === 202) return;
     if ((res.status !== 503 && res.status !== 404) || Date.now() > deadline) {
