@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Installs podman (and shellcheck, for the kind suite's lint) on a Debian/Ubuntu machine and
-# writes a containers.conf that works inside an unprivileged CI container. Idempotent: returns
-# at once when podman is already usable.
+# Installs podman on a Debian/Ubuntu machine and writes a containers.conf that works inside an
+# unprivileged CI container. Idempotent: returns at once when podman is already usable.
 #   scripts/podman-setup.sh            (needs root, or sudo without a password)
 set -euo pipefail
 

@@ -1,9 +1,11 @@
 // `npm run tools`: build or find the pinned binaries the tests and `eventwire dev` need, and
 // install the host packages the local node needs (containerd, runc, CNI plugins, iptables,
-// conntrack) from Debian when they are missing and this is root on a Debian/Ubuntu machine.
+// conntrack) from Debian when they are missing and this is root on a Debian/Ubuntu machine,
+// and podman, which assembles the node's images (scripts/podman-setup.sh).
 // --quiet-if-ready prints nothing when everything is already there.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostProblems, NODE_PACKAGES } from '../src/devenv/node-host.ts';
 import { defaultCacheDir, ensureTools, findTools } from '../src/devenv/tools.ts';
 
@@ -44,6 +46,10 @@ if (hostProblems(host).length > 0 && host.uid === 0 && existsSync('/usr/bin/apt-
     env,
   });
   console.log(`[tools] installed in ${Math.round((Date.now() - started) / 1000)}s`);
+}
+if (host.platform === 'linux' && host.uid === 0) {
+  // the local node's images are assembled with podman (installed and configured when missing)
+  execFileSync(join(import.meta.dirname, 'podman-setup.sh'), { stdio: 'inherit' });
 }
 const left = hostProblems(host);
 if (left.length > 0 && !quiet) {
