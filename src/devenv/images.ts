@@ -44,8 +44,6 @@ export interface LocalImagesOptions {
   /** the pinned binaries (requireTools): the NATS stand-in packs this nats-server */
   readonly tools: Pick<ResolvedTools, 'nats-server'>;
   readonly log?: (line: string) => void;
-  /** leave the eventwire image out (a test whose subject is the other images) */
-  readonly skipEventwire?: boolean;
 }
 
 /**
@@ -558,9 +556,9 @@ interface Step {
 }
 
 async function steps(opts: LocalImagesOptions): Promise<Step[]> {
-  const list: Step[] = [{ name: 'pause', ref: PAUSE_IMAGE, make: () => pauseImage(opts) }];
-  if (!opts.skipEventwire) {
-    list.push({
+  const list: Step[] = [
+    { name: 'pause', ref: PAUSE_IMAGE, make: () => pauseImage(opts) },
+    {
       name: 'eventwire',
       ref: opts.eventwireRef,
       make: () =>
@@ -568,8 +566,8 @@ async function steps(opts: LocalImagesOptions): Promise<Step[]> {
           cwd: opts.repoRoot,
           timeoutMs: 30 * 60_000,
         }),
-    });
-  }
+    },
+  ];
   const nats = await chartNatsImage(opts.repoRoot);
   list.push({ name: 'nats', ref: nats, make: () => natsImage(opts, nats) });
   const node = await shopHandlerImage(opts.repoRoot);
