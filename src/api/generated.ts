@@ -517,7 +517,10 @@ export interface SubscriptionStats {
    */
   redelivered?: number;
   /**
-   * Events sent to the dead letter since the subscription was created.
+   * Events sent to the dead letter (accepted by the dead-letter sink or stream) since the
+   * subscription was created. Written by the dispatcher a few seconds later
+   * (EVENTWIRE_STATS_FLUSH_INTERVAL) and when it stops; a dispatcher killed without stopping loses
+   * what it had not written yet: a statistic, not a delivery record.
    */
   deadLettered?: number;
   /**

@@ -11,8 +11,10 @@ export const STATUS_USAGE = `Usage: eventwire status [-n NAMESPACE | -A] [--json
 
 Lists EventSubscriptions with readiness, the reason when not Ready, the JetStream stream,
 the resolved sink and the lag (status.stats, refreshed by the controller every resync):
-PENDING events not yet delivered, ACK-PENDING deliveries in flight. The API is reached through
-KUBECONFIG. Troubleshooting by reason: docs/troubleshooting.md.
+PENDING events not yet delivered, ACK-PENDING deliveries in flight; DEAD-LETTERED events sent
+to the dead letter (written by the dispatcher a few seconds after), DISCARDED stream messages
+discarded before the subscription read them. The API is reached through KUBECONFIG.
+Troubleshooting by reason: docs/troubleshooting.md.
 
 Options:
   -n, --namespace NS   the namespace (default: the kubeconfig context's, else default)
@@ -78,7 +80,17 @@ export function rowOf(sub: EventSubscription): SubscriptionRow {
 
 /** Columns padded to their widest cell, as kubectl prints them. */
 export function table(rows: readonly SubscriptionRow[], withNamespace: boolean): string {
-  const head = ['NAME', 'READY', 'REASON', 'STREAM', 'SINK', 'PENDING', 'ACK-PENDING', 'DISCARDED'];
+  const head = [
+    'NAME',
+    'READY',
+    'REASON',
+    'STREAM',
+    'SINK',
+    'PENDING',
+    'ACK-PENDING',
+    'DEAD-LETTERED',
+    'DISCARDED',
+  ];
   const cells = rows.map((r) => [
     r.name,
     r.ready,
@@ -87,6 +99,7 @@ export function table(rows: readonly SubscriptionRow[], withNamespace: boolean):
     r.sink,
     String(r.pending ?? '-'),
     String(r.ackPending ?? '-'),
+    String(r.deadLettered ?? 0),
     String(r.discardedUnread ?? 0),
   ]);
   const all = withNamespace

@@ -3,7 +3,8 @@
 // status.consumer. A changed spec or status restarts that subscription's worker (graceful
 // stop, then a new one: JetStream hands unacked messages to the new one); a deleted or
 // no-longer-Ready subscription stops its worker. Several replicas share each durable pull
-// consumer: JetStream spreads messages over every replica pulling it.
+// consumer: JetStream spreads messages over every replica pulling it. The dispatcher owns
+// status.stats.deadLettered: each replica adds the dead letters it sent (stats-flush.ts).
 import { KubeConfig } from '@kubernetes/client-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -23,6 +24,7 @@ import { runStopSteps } from '../util/shutdown.ts';
 import type { DispatcherConfig } from './config.ts';
 import { DispatcherMetrics } from './metrics.ts';
 import { NOT_RECONCILED, workerSpecFor, type WorkerSpec } from './settings.ts';
+import { DeadLetterStats, kubeSubscriptionStatusApi } from './stats-flush.ts';
 import { SubscriptionWorker, type TerminalInfo, type WorkerAlert } from './subscription-worker.ts';
 
 export interface DispatcherDeps {
@@ -60,19 +62,23 @@ class Reconciler {
   readonly #log: Logger;
   readonly #cfg: DispatcherConfig;
   readonly #recorder: EventRecorder;
+  readonly #deadLettered: DeadLetterStats;
   #chain: Promise<void> = Promise.resolve();
   #stopped = false;
 
-  constructor(
-    cfg: DispatcherConfig,
-    kc: KubeConfig,
-    js: JetStreamClient,
-    metrics: DispatcherMetrics,
-    log: Logger,
-  ) {
+  constructor(o: {
+    cfg: DispatcherConfig;
+    kc: KubeConfig;
+    js: JetStreamClient;
+    metrics: DispatcherMetrics;
+    log: Logger;
+    deadLettered: DeadLetterStats;
+  }) {
+    const { cfg, kc, log } = o;
     this.#cfg = cfg;
-    this.#js = js;
-    this.#metrics = metrics;
+    this.#deadLettered = o.deadLettered;
+    this.#js = o.js;
+    this.#metrics = o.metrics;
     this.#log = log;
     this.#recorder = new EventRecorder(kc, 'eventwire-dispatcher');
     this.#subs = new Informer<EventSubscription>({
@@ -158,6 +164,10 @@ class Reconciler {
         onAlert: (alert) => {
           this.#recordWarning(alert.subscription, alert.reason, alert.message, alert.eventId);
         },
+        onDeadLettered: () => {
+          const [namespace = '', name = ''] = id.split('/');
+          this.#deadLettered.add(id, this.#subs.get(namespace, name)?.metadata?.uid);
+        },
       });
       worker.start();
       this.#running.set(id, { worker, key: JSON.stringify(spec) });
@@ -216,13 +226,16 @@ export async function startDispatcher(
   const log = deps.log ?? createLogger({ component: 'dispatcher', level: cfg.logLevel });
   const metrics = deps.metrics ?? new DispatcherMetrics();
   const nc: NatsConnection = await connectNats(cfg.nats, log);
-  const reconciler = new Reconciler(
-    cfg,
-    deps.kubeConfig ?? kubeConfigFor(cfg),
-    jetstream(nc),
-    metrics,
+  const kc = deps.kubeConfig ?? kubeConfigFor(cfg);
+  const deadLettered = new DeadLetterStats({
+    api: kubeSubscriptionStatusApi(kc),
+    intervalMs: cfg.statsFlushIntervalMs,
     log,
-  );
+    onFailure: (subscription) => {
+      metrics.statsFlushFailures.inc({ subscription });
+    },
+  });
+  const reconciler = new Reconciler({ cfg, kc, js: jetstream(nc), metrics, log, deadLettered });
   let ops: OpsServer | undefined;
   try {
     if (deps.opsServer !== false) {
@@ -247,7 +260,7 @@ export async function startDispatcher(
   return {
     opsPort: ops?.port,
     subscriptions: () => reconciler.subscriptions(),
-    // ends within graceMs + 6.5 s even when NATS or the API server is gone
+    // ends within graceMs + 7.5 s even when NATS or the API server is gone
     stop: async (graceMs = cfg.gracePeriodMs) => {
       log.info({ graceMs }, 'dispatcher stopping');
       const unfinished = await runStopSteps(
@@ -256,6 +269,12 @@ export async function startDispatcher(
             name: 'drain the subscriptions',
             timeoutMs: graceMs + 3_000,
             run: () => reconciler.stop(graceMs),
+          },
+          {
+            // after the workers stopped: the dead letters of the drain count too
+            name: 'write the dead-letter counts',
+            timeoutMs: 1_000,
+            run: () => deadLettered.stop(),
           },
           { name: 'close the ops server', timeoutMs: 1_000, run: async () => ops?.close() },
           {

@@ -17,6 +17,8 @@ export class DispatcherMetrics {
   readonly filtered: Counter<'subscription'>;
   readonly replies: Counter<'subscription' | 'outcome'>;
   readonly workers: Gauge;
+  /** writes of status.stats.deadLettered that failed (the count is kept for the next try) */
+  readonly statsFlushFailures: Counter<'subscription'>;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -85,6 +87,12 @@ export class DispatcherMetrics {
     this.workers = new Gauge({
       name: 'eventwire_dispatcher_subscriptions',
       help: 'Subscriptions this dispatcher is delivering',
+      registers,
+    });
+    this.statsFlushFailures = new Counter({
+      name: 'eventwire_dispatcher_stats_flush_failures_total',
+      help: 'Writes of status.stats.deadLettered that failed; the count is kept and written on the next try',
+      labelNames: ['subscription'],
       registers,
     });
   }

@@ -90,6 +90,8 @@ export interface WorkerOptions {
   readonly onTerminal?: (info: TerminalInfo) => void;
   /** a dead letter or reply keeps failing, or an event was lost: a Warning Event */
   readonly onAlert?: (alert: WorkerAlert) => void;
+  /** the dead-letter sink or stream accepted a dead letter: status.stats.deadLettered */
+  readonly onDeadLettered?: () => void;
   /** working() interval; ack_wait/3 of the consumer by default */
   readonly keepAliveMs?: number;
 }
@@ -196,6 +198,7 @@ export class SubscriptionWorker {
   readonly #random: () => number;
   readonly #onTerminal: ((info: TerminalInfo) => void) | undefined;
   readonly #onAlert: ((alert: WorkerAlert) => void) | undefined;
+  readonly #onDeadLettered: (() => void) | undefined;
   /** when each kind of alert was last raised */
   readonly #alerted = new Map<string, number>();
   /** the consumer's max_deliver; 0 or less is unlimited */
@@ -227,6 +230,7 @@ export class SubscriptionWorker {
     this.#random = opts.random ?? Math.random;
     this.#onTerminal = opts.onTerminal;
     this.#onAlert = opts.onAlert;
+    this.#onDeadLettered = opts.onDeadLettered;
     this.#keepAliveOverride = opts.keepAliveMs;
     const compiled = compileFilters([...opts.spec.filters], {
       onCelError: (path, error, event) => {
@@ -671,6 +675,7 @@ export class SubscriptionWorker {
     const r = await this.#settleAfter(h, attempt, 'dead letter', () => this.#sendDeadLetter(dl));
     if (r.outcome === 'ok') {
       this.#metrics.deadLetters.inc({ subscription: this.spec.id, reason: failure.reason });
+      this.#onDeadLettered?.();
       return;
     }
     if (r.outcome !== 'rejected') return;

@@ -243,14 +243,16 @@ export async function controllerScenario(input: ScenarioInput): Promise<boolean>
   }
 }
 
-/** Dispatcher: delivers the events of a Ready subscription it learns from its informers and
- * records the Warning Event EventTerminated for a terminal failure without a dead letter. */
+/** Dispatcher: delivers the events of the Ready subscriptions it learns from its informers,
+ * records the Warning Event EventTerminated for a terminal failure without a dead letter, and
+ * adds a dead letter to the subscription's status.stats.deadLettered (get + update status). */
 export async function dispatcherScenario(input: ScenarioInput): Promise<boolean> {
   const { admin, namespace: ns } = input;
   const custom = admin.makeApiClient(CustomObjectsApi);
   const n = await natsAt(input.natsUrl);
   const sink = await startSink(() => ({ status: 400 }));
   const s = await makeStream(n);
+  const dl = await makeStream(n); // its dead letters go to its own dead-letter stream
   const ops = await freePort();
   const child = runComponent('dispatcher', {
     KUBECONFIG: input.kubeconfig,
@@ -258,6 +260,7 @@ export async function dispatcherScenario(input: ScenarioInput): Promise<boolean>
     EVENTWIRE_OPS_HOST: '127.0.0.1',
     EVENTWIRE_OPS_PORT: String(ops),
     EVENTWIRE_WATCH_NAMESPACE: ns,
+    EVENTWIRE_STATS_FLUSH_INTERVAL: '200ms',
   });
   const deadline = Date.now() + input.timeoutMs;
   try {
@@ -275,15 +278,48 @@ export async function dispatcherScenario(input: ScenarioInput): Promise<boolean>
       sinkUri: `${sink.url}/events`,
       consumer: { stream: s.name, name: s.consumer },
     });
+    const withDeadLetter = await createResource(
+      custom,
+      ns,
+      'EventSubscription',
+      { name: 'dead-lettered' },
+      {
+        stream: { name: 'shop' },
+        sink: { uri: `${sink.url}/dl` },
+        delivery: { retry: 0, deadLetter: { subject: dl.dlSubject } },
+      },
+    );
+    await writeReadyStatus(
+      custom,
+      { ns, plural: 'eventsubscriptions', name: 'dead-lettered' },
+      withDeadLetter,
+      {
+        reason: 'Ready',
+        message: 'ready',
+        sinkUri: `${sink.url}/dl`,
+        consumer: { stream: dl.name, name: dl.consumer },
+      },
+    );
     await publish(n, s.prefix, [event(1)]);
+    await publish(n, dl.prefix, [event(2)]);
     const core = admin.makeApiClient(CoreV1Api);
     return await until(deadline, async () => {
-      if (sink.requests.length === 0) return false;
+      if (sink.requests.length < 2) return false;
       // ready only once both informers (EventSubscriptions, EventStreams) have synced
       const readyz = await fetch(`http://127.0.0.1:${String(ops)}/readyz`);
       if (readyz.status !== 200) return false;
       const events = await core.listNamespacedEvent({ namespace: ns });
-      return events.items.some((e) => e.reason === 'EventTerminated' && e.type === 'Warning');
+      if (!events.items.some((e) => e.reason === 'EventTerminated' && e.type === 'Warning')) {
+        return false;
+      }
+      const counted = (await custom.getNamespacedCustomObject({
+        group,
+        version,
+        namespace: ns,
+        plural: 'eventsubscriptions',
+        name: 'dead-lettered',
+      })) as { status?: { stats?: { deadLettered?: number } } };
+      return counted.status?.stats?.deadLettered === 1;
     });
   } finally {
     await stop(child);

@@ -1,12 +1,14 @@
 // `eventwire status` against the real control plane, controller and nats-server: one Ready
-// subscription and one whose sink is missing, with the lag the controller reports; the table,
-// --json, -A, and exit 2 for wrong arguments.
+// subscription and one whose sink is missing, with the lag the controller reports and the
+// dead letters the dispatcher wrote; the table, --json, -A, and exit 2 for wrong arguments.
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EventSubscription } from '../../../src/api/types.ts';
 import { runPublish } from '../../../src/cli/publish.ts';
 import { runStatus, type SubscriptionRow } from '../../../src/cli/status.ts';
 import type { ControllerHandle } from '../../../src/controller/controller.ts';
+import { DeadLetterStats, kubeSubscriptionStatusApi } from '../../../src/dispatcher/stats-flush.ts';
+import { silentLogger } from '../../../src/observability/logger.ts';
 import {
   Resources,
   ensureNamespace,
@@ -68,6 +70,16 @@ describe('eventwire status', () => {
     );
     await waitForCondition('ready', () => res.getSub(ns, 'ready'), 'Ready', 'True');
     await waitForCondition('no-sink', () => res.getSub(ns, 'no-sink'), 'SinkResolved', 'False');
+    // two dead letters of 'ready', written to its status as the dispatcher writes them
+    const deadLettered = new DeadLetterStats({
+      api: kubeSubscriptionStatusApi(kc),
+      intervalMs: 60_000,
+      log: silentLogger(),
+    });
+    const uid = (await res.getSub(ns, 'ready')).metadata?.uid;
+    deadLettered.add(`${ns}/ready`, uid);
+    deadLettered.add(`${ns}/ready`, uid);
+    await deadLettered.stop();
     for (const id of ['a', 'b', 'c']) {
       const { out } = capture();
       const args = ['--nats', '--nats-url', inject('natsUrl'), '--subject-prefix', prefix];
@@ -85,7 +97,7 @@ describe('eventwire status', () => {
     await controller.stop();
   });
 
-  it('lists the subscriptions of a namespace with readiness, reason, sink and lag', async () => {
+  it('lists the subscriptions of a namespace with readiness, reason, sink, lag and dead letters', async () => {
     let rows: SubscriptionRow[] = [];
     await waitFor(
       'the controller to report the lag',
@@ -101,7 +113,13 @@ describe('eventwire status', () => {
       ['no-sink', 'False', 'SinkNotFound'],
       ['ready', 'True', 'Ready'],
     ]);
-    expect(rows[1]).toMatchObject({ sink: 'http://127.0.0.1:9/events', ackPending: 0 });
+    // the controller wrote the lag after the dead letters were counted, and kept the count
+    expect(rows[1]).toMatchObject({
+      sink: 'http://127.0.0.1:9/events',
+      ackPending: 0,
+      deadLettered: 2,
+    });
+    expect(rows[0]?.deadLettered).toBeNull();
     const streamName = (await new Resources(kc).getStream(ns, 'events')).status?.streamName;
     expect(rows[1]?.stream).toBe(streamName);
 
@@ -116,6 +134,7 @@ describe('eventwire status', () => {
       'SINK',
       'PENDING',
       'ACK-PENDING',
+      'DEAD-LETTERED',
       'DISCARDED',
     ]);
     expect(lines[2]?.split(/\s{2,}/)).toEqual([
@@ -126,8 +145,10 @@ describe('eventwire status', () => {
       'http://127.0.0.1:9/events',
       '3',
       '0',
+      '2',
       '0',
     ]);
+    expect(lines[1]?.split(/\s{2,}/).slice(-2)).toEqual(['0', '0']); // no-sink: none counted
   });
 
   it('lists every namespace with -A', async () => {
