@@ -9,6 +9,7 @@ import { runIngress } from './ingress.ts';
 import { PUBLISH_USAGE, runPublish } from './publish.ts';
 import { STATUS_USAGE, runStatus } from './status.ts';
 import { TAIL_USAGE, runTail } from './tail.ts';
+import { UNINSTALL_CLEANUP_USAGE, runUninstallCleanup } from './uninstall-cleanup.ts';
 
 const USAGE = `Usage: eventwire <command> [options]
 
@@ -21,6 +22,9 @@ Commands:
   status       list EventSubscriptions with readiness, sink and lag
   dev          run eventwire locally: a real control plane and nats-server, no cluster needed
                (--example shop runs the shop example end to end)
+  uninstall-cleanup
+               what the chart's uninstall hooks run: no resource keeps the controller's
+               finalizer once the controller is gone
 
 controller, dispatcher and ingress are configured by EVENTWIRE_* environment variables
 (docs/configuration.md).
@@ -77,6 +81,13 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     ownArgs: true,
     exitsWhenDone: true,
     run: (args) => runDevCommand(args, process.env, process.stdout, process.stderr),
+  },
+  'uninstall-cleanup': {
+    help: UNINSTALL_CLEANUP_USAGE,
+    ownArgs: true,
+    // a Job's container: exit as soon as done, whatever keep-alive sockets remain
+    exitsWhenDone: true,
+    run: (args) => runUninstallCleanup(args, process.env, process.stdout, process.stderr),
   },
 };
 
