@@ -1,7 +1,8 @@
 // helm lint --strict and helm template for the default values and the other value sets, and
 // what every rendering must hold: restricted Pod security, probes and resources, PDBs,
 // least-privilege RBAC (no wildcards, nothing on Secrets), CRD copies identical to crds/,
-// and a values schema that refuses what it does not know.
+// a values schema that refuses what it does not know, the helm test's hooks as
+// `helm test --logs` needs them, and the uninstall hooks (ADR 0010).
 import { describe, expect, it } from 'vitest';
 import { checkCrds } from '../../../scripts/check-crds.ts';
 import { outOfDate } from '../../../scripts/sync-chart-crds.ts';
@@ -9,11 +10,13 @@ import { loadCrds } from '../../harness/crds.ts';
 import {
   chartDir,
   helm,
+  isHook,
   podSpecOf,
   renderChart,
   valueSets,
   valuesArgs,
   type Manifest,
+  type PodSpecLike,
 } from './helpers.ts';
 
 interface Rule {
@@ -24,6 +27,22 @@ interface Rule {
 }
 
 const kinds = (docs: readonly Manifest[]) => docs.map((d) => d.kind);
+const UNINSTALL = 'uninstall-cleanup';
+const componentOf = (d: Manifest) => d.metadata.labels?.['app.kubernetes.io/component'];
+const annotation = (d: Manifest | undefined, key: string) => d?.metadata.annotations?.[key];
+
+function found<T>(item: T | undefined): T {
+  if (item === undefined) throw new Error('not rendered');
+  return item;
+}
+
+/** The Pod spec of a Pod, Deployment, StatefulSet or Job. */
+function podSpecOfAny(m: Manifest): PodSpecLike | undefined {
+  if (m.kind === 'Job') {
+    return (m.spec as { template: { spec: PodSpecLike } }).template.spec;
+  }
+  return podSpecOf(m);
+}
 
 describe.each(Object.entries(valueSets))('chart with %s values', (name, files) => {
   it('passes helm lint --strict', async () => {
@@ -33,10 +52,10 @@ describe.each(Object.entries(valueSets))('chart with %s values', (name, files) =
 
   it('renders Pods that meet the restricted Pod Security Standard, with probes and resources', async () => {
     const docs = await renderChart({ namespace: 'eventwire-system', files });
-    const pods = docs.filter((d) => podSpecOf(d) !== undefined);
+    const pods = docs.filter((d) => podSpecOfAny(d) !== undefined);
     expect(pods.length).toBeGreaterThanOrEqual(3);
     for (const m of pods) {
-      const spec = podSpecOf(m);
+      const spec = podSpecOfAny(m);
       const where = `${m.kind}/${m.metadata.name}`;
       expect(spec?.securityContext, where).toMatchObject({
         runAsNonRoot: true,
@@ -50,7 +69,7 @@ describe.each(Object.entries(valueSets))('chart with %s values', (name, files) =
         });
         expect(c.resources?.requests?.memory, `${where} ${c.name}`).toBeDefined();
         expect(c.resources?.limits?.memory, `${where} ${c.name}`).toBeDefined();
-        if (m.kind !== 'Pod') {
+        if (m.kind !== 'Pod' && m.kind !== 'Job') {
           expect(c.livenessProbe, where).toBeDefined();
           expect(c.readinessProbe, where).toBeDefined();
         }
@@ -73,16 +92,189 @@ describe.each(Object.entries(valueSets))('chart with %s values', (name, files) =
         const all = [...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...(rule.verbs ?? [])];
         expect(all, r.metadata.name).not.toContain('*');
         expect(rule.resources ?? [], r.metadata.name).not.toContain('secrets');
-        expect(rule.verbs ?? [], r.metadata.name).not.toContain('delete');
         expect(rule.verbs ?? [], r.metadata.name).not.toContain('patch');
+        // only the uninstall hook deletes (its rules are checked exactly below)
+        if (componentOf(r) !== UNINSTALL) {
+          expect(rule.verbs ?? [], r.metadata.name).not.toContain('delete');
+        }
       }
     }
+  });
+
+  it('keeps the helm test Pod for `helm test --logs`: test hooks are named like the Pod', async () => {
+    const docs = await renderChart({
+      namespace: 'eventwire-system',
+      files,
+      set: ['tests.enabled=true', 'defaultStream.enabled=true'],
+    });
+    const tests = docs.filter((d) => annotation(d, 'helm.sh/hook') === 'test');
+    expect(tests.map((d) => d.kind).sort()).toEqual(['EventSubscription', 'Pod']);
+    for (const d of tests) {
+      // not hook-succeeded: helm deleted the Pod before --logs read it (pods "..." not found)
+      expect(annotation(d, 'helm.sh/hook-delete-policy'), d.kind).toBe('before-hook-creation');
+    }
+    // Helm 3's --logs asks for a Pod by the name of every test hook
+    const pod = tests.find((d) => d.kind === 'Pod');
+    expect(tests.map((d) => d.metadata.name)).toEqual(tests.map(() => pod?.metadata.name));
   });
 
   it('has a PodDisruptionBudget for each component unless turned off', async () => {
     const docs = await renderChart({ namespace: 'eventwire-system', files });
     const pdbs = docs.filter((d) => d.kind === 'PodDisruptionBudget');
     expect(pdbs.length).toBe(name === 'minimal' ? 0 : 3);
+  });
+});
+
+describe('the uninstall hooks (uninstall.cleanup)', () => {
+  const ns = 'eventwire-system';
+  type Role = Manifest & { rules: Rule[] };
+  const hookDocs = (docs: readonly Manifest[]) => docs.filter((d) => componentOf(d) === UNINSTALL);
+
+  it('render a pre-delete and a post-delete Job after their ServiceAccount and RBAC', async () => {
+    const docs = hookDocs(await renderChart({ namespace: ns }));
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
+      'ClusterRole/eventwire-uninstall',
+      'ClusterRoleBinding/eventwire-uninstall',
+      'Job/eventwire-uninstall-post',
+      'Job/eventwire-uninstall-pre',
+      'Role/eventwire-uninstall',
+      'RoleBinding/eventwire-uninstall',
+      'ServiceAccount/eventwire-uninstall',
+    ]);
+    const weight = (d: Manifest) => Number(annotation(d, 'helm.sh/hook-weight'));
+    const jobs = docs.filter((d) => d.kind === 'Job');
+    for (const d of docs) {
+      const where = `${d.kind}/${d.metadata.name}`;
+      expect(isHook(d), where).toBe(true);
+      expect(annotation(d, 'helm.sh/hook-delete-policy'), where).toBe(
+        'before-hook-creation,hook-succeeded',
+      );
+      if (d.kind === 'Job') continue;
+      // the identity exists for both Jobs, before either runs
+      expect(annotation(d, 'helm.sh/hook'), where).toBe('pre-delete,post-delete');
+      for (const job of jobs) expect(weight(d), where).toBeLessThan(weight(job));
+    }
+    expect(jobs.map((j) => annotation(j, 'helm.sh/hook')).sort()).toEqual([
+      'post-delete',
+      'pre-delete',
+    ]);
+    const pre = found(jobs.find((j) => annotation(j, 'helm.sh/hook') === 'pre-delete'));
+    // a failed Job prints its logs with the helm error and is bounded in time
+    expect(annotation(pre, 'helm.sh/hook-output-log-policy')).toBe('hook-failed');
+    expect(pre.spec).toMatchObject({ backoffLimit: 1, activeDeadlineSeconds: 180 });
+    const spec = podSpecOfAny(pre);
+    expect(spec?.serviceAccountName).toBe('eventwire-uninstall');
+    expect(spec?.containers[0]?.args).toEqual([
+      'uninstall-cleanup',
+      '--stage',
+      'pre-delete',
+      '--namespace',
+      ns,
+      '--selector',
+      'app.kubernetes.io/instance=eventwire,app.kubernetes.io/managed-by=Helm,app.kubernetes.io/name=eventwire',
+      '--controller-lease',
+      'eventwire-controller',
+      '--test-pod',
+      'eventwire-test',
+      '--timeout',
+      '60s',
+    ]);
+    // the test Pod it deletes is the one the chart's helm test creates
+    const all = await renderChart({ namespace: ns });
+    const testPod = all.find((d) => d.kind === 'Pod' && annotation(d, 'helm.sh/hook') === 'test');
+    expect(testPod?.metadata.name).toBe('eventwire-test');
+    // the Lease it reads is the controller's
+    const controller = all.find(
+      (d) => d.kind === 'Deployment' && d.metadata.name === 'eventwire-controller',
+    );
+    expect(podSpecOfAny(found(controller))?.containers[0]?.env).toContainEqual({
+      name: 'EVENTWIRE_LEASE_NAME',
+      value: 'eventwire-controller',
+    });
+  });
+
+  it('passes the controller’s resource selector as the scope, and no Lease without leader election', async () => {
+    const docs = hookDocs(
+      await renderChart({
+        namespace: ns,
+        set: [
+          'controller.resourceSelector=team=a',
+          'controller.leaderElection.enabled=false',
+          'uninstall.cleanup.timeoutSeconds=300',
+        ],
+      }),
+    );
+    const post = found(docs.find((d) => d.metadata.name === 'eventwire-uninstall-post'));
+    const args = podSpecOfAny(post)?.containers[0]?.args ?? [];
+    expect(args.slice(args.indexOf('--scope'), args.indexOf('--scope') + 2)).toEqual([
+      '--scope',
+      'team=a',
+    ]);
+    expect(args).not.toContain('--controller-lease');
+    expect(args).not.toContain('--test-pod');
+    expect(args.slice(-2)).toEqual(['--timeout', '300s']);
+    expect(post.spec).toMatchObject({ activeDeadlineSeconds: 420 });
+    const role = docs.find((d) => d.kind === 'Role') as Role;
+    expect(role.rules.flatMap((r) => r.resources)).not.toContain('leases');
+  });
+
+  it('grants the hook exactly what the command needs', async () => {
+    const docs = hookDocs(await renderChart({ namespace: ns }));
+    const rules = (kind: string) =>
+      (docs.find((d) => d.kind === kind) as Role).rules.map((r) => ({
+        apiGroups: r.apiGroups,
+        resources: r.resources,
+        verbs: r.verbs,
+        ...(r.resourceNames ? { resourceNames: r.resourceNames } : {}),
+      }));
+    const crd = (resources: string, verbs: string) => ({
+      apiGroups: ['eventwire.io'],
+      resources: [resources],
+      verbs: [verbs],
+    });
+    // cluster-wide: find resources and remove the finalizer; never delete or create
+    expect(rules('ClusterRole')).toEqual([
+      crd('eventstreams', 'list'),
+      crd('eventstreams', 'update'),
+      crd('eventsubscriptions', 'list'),
+      crd('eventsubscriptions', 'update'),
+    ]);
+    // in the release namespace only: delete its own resources, read the Lease, delete the test Pod
+    expect(rules('Role')).toEqual([
+      crd('eventstreams', 'delete'),
+      crd('eventsubscriptions', 'delete'),
+      {
+        apiGroups: ['coordination.k8s.io'],
+        resources: ['leases'],
+        verbs: ['get'],
+        resourceNames: ['eventwire-controller'],
+      },
+      {
+        apiGroups: [''],
+        resources: ['pods'],
+        verbs: ['delete'],
+        resourceNames: ['eventwire-test'],
+      },
+    ]);
+    const none = hookDocs(await renderChart({ namespace: ns, set: ['rbac.create=false'] }));
+    expect(none.map((d) => d.kind).sort()).toEqual(['Job', 'Job', 'ServiceAccount']);
+  });
+
+  it('leaves the Jobs’ egress to the API server open: no NetworkPolicy restricts egress', async () => {
+    const docs = await renderChart({ namespace: ns, set: ['networkPolicy.enabled=true'] });
+    const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
+    expect(policies.length).toBeGreaterThan(0);
+    for (const p of policies) {
+      expect((p.spec as { policyTypes: string[] }).policyTypes, p.metadata.name).toEqual([
+        'Ingress',
+      ]);
+    }
+  });
+
+  it('renders nothing with uninstall.cleanup.enabled=false', async () => {
+    const docs = await renderChart({ namespace: ns, set: ['uninstall.cleanup.enabled=false'] });
+    expect(hookDocs(docs)).toEqual([]);
+    expect(docs.filter((d) => d.kind === 'Job')).toEqual([]);
   });
 });
 
@@ -153,6 +345,9 @@ describe('chart values and CRDs', () => {
       [['controller.resyncPeriod=soon'], /resyncPeriod/],
       [['ingress.auth.audiences={}'], /audiences/],
       [['ingress.auth.audiences[0]=a b'], /audiences/],
+      [['uninstall.cleanup.enabled=maybe'], /uninstall\/cleanup\/enabled/],
+      [['uninstall.cleanup.timeoutSeconds=1'], /timeoutSeconds/],
+      [['uninstall.cleanup.timeout=60s'], /additional properties 'timeout' not allowed/],
     ];
     for (const [set, message] of bad) {
       await expect(
