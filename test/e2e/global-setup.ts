@@ -2,7 +2,7 @@
 // installed from this working tree (the docs' own commands; see backend.ts).
 import type { TestProject } from 'vitest/node';
 import { checkHost } from '../../src/devenv/node.ts';
-import { harnessTools } from '../harness/tools.ts';
+import { defaultCacheDir, findTools } from '../../src/devenv/tools.ts';
 import { backendOf, startCluster, type Backend } from './backend.ts';
 
 declare module 'vitest' {
@@ -15,7 +15,16 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const backend = backendOf(process.env);
-  const tools = await harnessTools();
+  // kubectl and helm: the pinned ones (npm run tools), or matching versions on PATH (kind users)
+  const { found } = await findTools({
+    cacheDir: defaultCacheDir(process.env),
+    path: process.env.PATH,
+  });
+  const kubectl = found.kubectl?.path;
+  const helm = found.helm?.path;
+  if (!kubectl || !helm) {
+    throw new Error('the e2e suite needs kubectl 1.36-1.38 and helm 3: run `npm run tools`');
+  }
   if (backend === 'local') {
     try {
       checkHost();
@@ -37,6 +46,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   );
   project.provide('kubeconfigPath', cluster.kubeconfigPath);
   project.provide('e2eBackend', backend);
-  project.provide('e2eTools', { kubectl: tools.kubectl.path, helm: tools.helm.path });
+  project.provide('e2eTools', { kubectl, helm });
   return () => cluster.stop();
 }
