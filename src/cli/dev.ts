@@ -3,7 +3,8 @@
 // JetStream, the CRDs and a default EventStream, and the controller, dispatcher and ingress
 // running in this process. Runs until Ctrl-C, then cleans up. `--example shop` also runs the
 // shop example (examples/shop): its handlers as local processes, its streams and
-// subscriptions, and its events end to end.
+// subscriptions, and its events end to end. `--cluster` runs eventwire on a real local
+// Kubernetes node instead (dev-cluster.ts).
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
@@ -20,6 +21,7 @@ import { parseIngressConfig } from '../ingress/config.ts';
 import { startIngress } from '../ingress/server.ts';
 import { createLogger } from '../observability/logger.ts';
 import { describeSummary, startShop } from '../../examples/shop/local.ts';
+import { runDevCluster } from './dev-cluster.ts';
 import { StopSignals, type StopEvent } from './signals.ts';
 
 export const DEV_STREAM = { namespace: 'default', name: 'default', subjectPrefix: 'events' };
@@ -51,17 +53,25 @@ export interface DevOptions {
 }
 
 export const DEV_USAGE = `Usage: eventwire dev [--example shop] [--port N]
+       eventwire dev --cluster [--example shop]
 
 Starts a local control plane (etcd, kube-apiserver, kube-controller-manager) and a nats-server
 with JetStream on free loopback ports, installs the CRDs and the EventStream default/default,
 runs the controller, dispatcher and ingress in this process, prints the KUBECONFIG line for
 kubectl, and runs until Ctrl-C, then cleans up. The first run builds the pinned binaries.
 
+With --cluster (root on Linux, no Docker needed): builds the images with podman, starts a real
+one-node Kubernetes cluster on this machine (containerd, kubelet, kube-proxy, CoreDNS), installs
+the chart from this working tree with helm (release eventwire in eventwire-system), prints the
+KUBECONFIG and PATH lines for kubectl and helm, and runs until Ctrl-C, then removes the node.
+
 Options:
   --example shop   also run the shop example (examples/shop): its four handlers as local
                    processes, its streams and subscriptions, and its events end to end, showing
-                   each delivery as it happens
-  --port N         the ingress port (default: a free one)
+                   each delivery as it happens; with --cluster, kubectl apply -k examples/shop
+                   and its events through the ingress Service
+  --port N         the ingress port (default: a free one); not with --cluster
+  --cluster        eventwire on a real local Kubernetes node, as above
   -h, --help       show this help
 `;
 
@@ -75,6 +85,7 @@ export async function runDevCommand(
   let values: {
     example?: string | undefined;
     port?: string | undefined;
+    cluster?: boolean | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -83,6 +94,7 @@ export async function runDevCommand(
       options: {
         example: { type: 'string' },
         port: { type: 'string' },
+        cluster: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -102,6 +114,15 @@ export async function runDevCommand(
   const port = Number(values.port ?? '0');
   if (values.port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) {
     return usageError(err, `--port ${values.port}: give a TCP port number, 1 to 65535`);
+  }
+  if (values.cluster === true) {
+    if (values.port !== undefined) {
+      return usageError(
+        err,
+        '--cluster and --port cannot be combined: on the local node the ingress is the Service eventwire-ingress (reached at its ClusterIP), not a port on this host',
+      );
+    }
+    return runDevCluster(env, out, err, { example: example as ExampleName | undefined });
   }
   return runDev(env, out, { ingressPort: port, example: example as ExampleName | undefined });
 }
@@ -186,7 +207,7 @@ interface Cleanup {
   readonly run: () => Promise<void>;
 }
 
-function sayStopEvents(say: (line: string) => void): (e: StopEvent) => void {
+export function sayStopEvents(say: (line: string) => void): (e: StopEvent) => void {
   return (e) => {
     switch (e.kind) {
       case 'stopping': {
