@@ -41,7 +41,9 @@ describe('the marked commands of a page', () => {
     const blocks = markedBlocks(readFileSync(QUICKSTART, 'utf8'));
     const marks = blocks.map((b) => b.mark);
     expect(marks.filter((m) => m === 'local-start')).toHaveLength(1);
-    expect(blocks.find((b) => b.mark === 'local-start')?.text).toBe('npm run dev -- --cluster');
+    expect(blocks.find((b) => b.mark === 'local-start')?.text).toBe(
+      'npm run tools\nnpm run dev -- --cluster',
+    );
     expect(blocks.find((b) => b.mark === 'kind')?.text).toMatch(/kind create cluster/);
     const shared = blocks.filter((b) => b.mark === 'both').map((b) => b.text);
     expect(shared.join('\n')).toMatch(/helm test eventwire -n eventwire-system --logs/);
