@@ -71,9 +71,11 @@ export function bash(
       );
     }, timeoutMs);
     child.on('error', reject);
+    // when bash exits, end what it left in the background (a `port-forward &` holds the
+    // output pipes open, so 'close' would wait for it), then collect the last output
+    child.on('exit', killGroup);
     child.on('close', (code) => {
       clearTimeout(timer);
-      killGroup();
       resolve({ code, output });
     });
   });

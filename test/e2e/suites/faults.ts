@@ -259,12 +259,15 @@ export function faultsSuite(): void {
       const published = await publisherDone('upgrade');
       const got = await allDelivered('upgrade', 1200);
       report('helm upgrade', { published, ...got });
-      const pods = await podsOf(NS, 'app.kubernetes.io/instance=eventwire');
-      const eventwire = pods.filter(
-        (p) => p.metadata.labels?.['app.kubernetes.io/component'] !== 'nats',
+      // the Pods of the new ReplicaSets (old ones may still be terminating)
+      const ready = (await podsOf(NS, 'app.kubernetes.io/instance=eventwire')).filter(
+        (p) => isReady(p) && p.metadata.labels?.['app.kubernetes.io/component'] !== 'nats',
       );
-      expect(eventwire.filter(isReady).map((p) => p.spec.containers[0]?.image)).toEqual(
-        eventwire.map(() => 'ghcr.io/eventwire/eventwire:dev2'),
+      expect(new Set(ready.map((p) => p.metadata.labels?.['app.kubernetes.io/component']))).toEqual(
+        new Set(['controller', 'dispatcher', 'ingress']),
+      );
+      expect(ready.map((p) => p.spec.containers[0]?.image)).toEqual(
+        ready.map(() => 'ghcr.io/eventwire/eventwire:dev2'),
       );
     });
   });
