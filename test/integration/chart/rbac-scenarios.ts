@@ -17,66 +17,26 @@ import {
 import { makeEvent, toHttpRequest } from '../../../src/cloudevents/index.ts';
 import { freePort } from '../../harness/index.ts';
 import { startSink } from '../../harness/sink.ts';
-import { event, makeStream, natsAt, publish } from '../dispatcher/helpers.ts';
+import { event, makeStream, natsAt, publish, writeReadyStatus } from '../dispatcher/helpers.ts';
 import { repoRoot } from './helpers.ts';
 
 const group = 'eventwire.io';
 const version = 'v1alpha1';
 
-interface Created {
-  metadata: { generation: number };
-}
-
-/** Create an eventwire resource in `ns` and return it as the API server stored it. */
+/** Create an eventwire resource in `ns`. */
 async function createResource(
   custom: CustomObjectsApi,
   ns: string,
   kind: 'EventStream' | 'EventSubscription',
   metadata: { name: string; labels?: Record<string, string> },
   spec: object,
-): Promise<Created> {
-  return (await custom.createNamespacedCustomObject({
+): Promise<void> {
+  await custom.createNamespacedCustomObject({
     group,
     version,
     namespace: ns,
     plural: `${kind.toLowerCase()}s`,
     body: { apiVersion: `${group}/${version}`, kind, metadata, spec },
-  })) as Created;
-}
-
-/** Write a Ready status as the controller would (no controller runs in these scenarios). */
-async function writeReadyStatus(
-  custom: CustomObjectsApi,
-  at: { ns: string; plural: 'eventstreams' | 'eventsubscriptions'; name: string },
-  created: Created,
-  status: { reason: string; message: string } & Record<string, unknown>,
-): Promise<void> {
-  const { reason, message, ...rest } = status;
-  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-  const generation = created.metadata.generation;
-  await custom.replaceNamespacedCustomObjectStatus({
-    group,
-    version,
-    namespace: at.ns,
-    plural: at.plural,
-    name: at.name,
-    body: {
-      ...created,
-      status: {
-        observedGeneration: generation,
-        conditions: [
-          {
-            type: 'Ready',
-            status: 'True',
-            reason,
-            message,
-            lastTransitionTime: now,
-            observedGeneration: generation,
-          },
-        ],
-        ...rest,
-      },
-    },
   });
 }
 
@@ -265,20 +225,19 @@ export async function dispatcherScenario(input: ScenarioInput): Promise<boolean>
   const deadline = Date.now() + input.timeoutMs;
   try {
     await createResource(custom, ns, 'EventStream', { name: 'shop' }, { subjectPrefix: s.prefix });
-    const created = await createResource(
+    await createResource(
       custom,
       ns,
       'EventSubscription',
       { name: 'orders' },
       { stream: { name: 'shop' }, sink: { uri: `${sink.url}/events` }, delivery: { retry: 0 } },
     );
-    await writeReadyStatus(custom, { ns, plural: 'eventsubscriptions', name: 'orders' }, created, {
-      reason: 'Ready',
-      message: 'ready',
-      sinkUri: `${sink.url}/events`,
-      consumer: { stream: s.name, name: s.consumer },
-    });
-    const withDeadLetter = await createResource(
+    await writeReadyStatus(
+      custom,
+      { namespace: ns, plural: 'eventsubscriptions', name: 'orders' },
+      { sinkUri: `${sink.url}/events`, consumer: { stream: s.name, name: s.consumer } },
+    );
+    await createResource(
       custom,
       ns,
       'EventSubscription',
@@ -291,14 +250,8 @@ export async function dispatcherScenario(input: ScenarioInput): Promise<boolean>
     );
     await writeReadyStatus(
       custom,
-      { ns, plural: 'eventsubscriptions', name: 'dead-lettered' },
-      withDeadLetter,
-      {
-        reason: 'Ready',
-        message: 'ready',
-        sinkUri: `${sink.url}/dl`,
-        consumer: { stream: dl.name, name: dl.consumer },
-      },
+      { namespace: ns, plural: 'eventsubscriptions', name: 'dead-lettered' },
+      { sinkUri: `${sink.url}/dl`, consumer: { stream: dl.name, name: dl.consumer } },
     );
     await publish(n, s.prefix, [event(1)]);
     await publish(n, dl.prefix, [event(2)]);
@@ -347,18 +300,13 @@ export async function ingressScenario(input: ScenarioInput): Promise<boolean> {
   });
   const deadline = Date.now() + input.timeoutMs;
   try {
-    const created = await createResource(
+    await createResource(custom, ns, 'EventStream', { name: 'shop' }, { subjectPrefix: s.prefix });
+    await writeReadyStatus(
       custom,
-      ns,
-      'EventStream',
-      { name: 'shop' },
-      { subjectPrefix: s.prefix },
+      { namespace: ns, plural: 'eventstreams', name: 'shop' },
+      { streamName: s.name },
+      { reason: 'StreamReady', message: 'ok' },
     );
-    await writeReadyStatus(custom, { ns, plural: 'eventstreams', name: 'shop' }, created, {
-      reason: 'StreamReady',
-      message: 'ok',
-      streamName: s.name,
-    });
     const req = toHttpRequest(
       makeEvent({ id: randomUUID(), source: '/rbac', type: 'com.example.rbac' }),
       'binary',

@@ -6,14 +6,8 @@
 // subscription created again under the same name starts from zero.
 // Real kube-apiserver, nats-server and controller. See docs/dead-letters.md.
 import { randomUUID } from 'node:crypto';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  RbacAuthorizationV1Api,
-  type V1PolicyRule,
-} from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
+import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { API_GROUP, API_VERSION, type EventSubscription } from '../../../src/api/types.ts';
 import { parseDispatcherConfig } from '../../../src/dispatcher/config.ts';
 import { startDispatcher, type Dispatcher } from '../../../src/dispatcher/dispatcher.ts';
@@ -27,16 +21,17 @@ import {
   startTestController,
   waitForCondition,
 } from '../../harness/controller.ts';
-import { installCrds } from '../../harness/crds.ts';
 import { impersonating } from '../../harness/kube.ts';
 import { startSink, type TestSink } from '../../harness/sink.ts';
 import {
+  apiFixture,
+  createSubscription,
   event,
   makeStream,
   metricValue,
-  natsAt,
   publish,
   untilWithin,
+  writeReadyStatus,
   type Nats,
   type TestStream,
 } from './helpers.ts';
@@ -53,28 +48,21 @@ function withoutCount(sub: EventSubscription): unknown {
 }
 
 describe('status.stats.deadLettered', () => {
-  const kc = new KubeConfig();
   const id = randomUUID().slice(0, 8);
   const namespace = `dlstats-${id}`;
   const ref = { group: API_GROUP, version: API_VERSION, namespace };
-  let custom: CustomObjectsApi;
+  const fx = apiFixture(namespace);
+  const { kc, custom } = fx;
   let n: Nats;
   const dispatchers: Dispatcher[] = [];
   const sinks: TestSink[] = [];
 
-  beforeAll(async () => {
-    kc.loadFromFile(inject('kubeconfigPath'));
-    await installCrds(kc);
-    custom = kc.makeApiClient(CustomObjectsApi);
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
-    n = await natsAt(inject('natsUrl'));
+  beforeAll(() => {
+    n = fx.nats();
   });
   afterEach(async () => {
     await Promise.all(dispatchers.splice(0).map((d) => d.stop(1_000)));
     await Promise.all(sinks.splice(0).map((s) => s.close()));
-  });
-  afterAll(async () => {
-    await n.nc.close();
   });
 
   const sink = async (script?: Parameters<typeof startSink>[0]) => {
@@ -115,41 +103,16 @@ describe('status.stats.deadLettered', () => {
     delivery: NonNullable<EventSubscription['spec']['delivery']>,
     extra: Partial<NonNullable<EventSubscription['status']>> = {},
   ) => {
-    const created = (await custom.createNamespacedCustomObject({
-      ...ref,
-      plural: 'eventsubscriptions',
-      body: {
-        apiVersion: `${API_GROUP}/${API_VERSION}`,
-        kind: 'EventSubscription',
-        metadata: { name, namespace },
-        spec: { stream: { name: 'shop' }, sink: { uri: sinkUri }, delivery },
-      },
-    })) as EventSubscription;
-    const generation = created.metadata?.generation ?? 1;
-    await custom.replaceNamespacedCustomObjectStatus({
-      ...ref,
-      plural: 'eventsubscriptions',
-      name,
-      body: {
-        ...created,
-        status: {
-          observedGeneration: generation,
-          conditions: [
-            {
-              type: 'Ready',
-              status: 'True',
-              reason: 'Ready',
-              message: 'ready',
-              lastTransitionTime: new Date().toISOString(),
-              observedGeneration: generation,
-            },
-          ],
-          sinkUri,
-          consumer: { stream: s.name, name: s.consumer },
-          ...extra,
-        },
-      },
-    });
+    const created = await createSubscription(
+      custom,
+      { namespace, name },
+      { stream: { name: 'shop' }, sink: { uri: sinkUri }, delivery },
+    );
+    await writeReadyStatus(
+      custom,
+      { namespace, plural: 'eventsubscriptions', name },
+      { sinkUri, consumer: { stream: s.name, name: s.consumer }, ...extra },
+    );
     return created;
   };
 

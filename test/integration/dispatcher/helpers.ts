@@ -1,5 +1,6 @@
 // Shared pieces of the dispatcher tests: streams and consumers as the controller makes them,
-// events, a worker spec with test-sized durations, and readers for what JetStream recorded.
+// events, a worker spec with test-sized durations, readers for what JetStream recorded, and
+// for tests without a controller, EventSubscriptions made Ready by hand as it would.
 import { randomUUID } from 'node:crypto';
 import {
   AckPolicy,
@@ -12,10 +13,24 @@ import {
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
+import { installCrds } from '../../harness/crds.ts';
 import { waitFor } from '../../harness/index.ts';
 import type { TestSink } from '../../harness/sink.ts';
 import { msToNanos } from '../../../src/api/duration.ts';
+import {
+  API_GROUP,
+  API_VERSION,
+  type EventStreamStatus,
+  type EventSubscription,
+  type EventSubscriptionStatus,
+} from '../../../src/api/types.ts';
 import {
   fromNatsMessage,
   makeEvent,
@@ -274,10 +289,96 @@ export function workerFixture(): {
 }
 
 /**
+ * The fixture of a suite that drives the dispatcher through the API server: the admin client
+ * of the shared control plane, the CRDs and the suite's own `namespace` (both made before the
+ * suite), and a connection to the shared nats-server, closed after the suite.
+ */
+export function apiFixture(namespace: string): {
+  kc: KubeConfig;
+  custom: CustomObjectsApi;
+  nats: () => Nats;
+} {
+  const kc = new KubeConfig();
+  kc.loadFromFile(inject('kubeconfigPath'));
+  let n: Nats | undefined;
+  beforeAll(async () => {
+    await installCrds(kc);
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    n = await natsAt(inject('natsUrl'));
+  });
+  afterAll(async () => {
+    await n?.nc.close();
+  });
+  return {
+    kc,
+    custom: kc.makeApiClient(CustomObjectsApi),
+    nats: () => {
+      if (!n) throw new Error('apiFixture: the nats connection is opened in beforeAll');
+      return n;
+    },
+  };
+}
+
+/**
  * A wait for a condition (sync or async) with a suite's own patience: `untilWithin(15_000)`
  * gives `until(what, cond, timeoutMs = 15_000)`, polling every `intervalMs`.
  */
 export function untilWithin(defaultMs: number, intervalMs = 50) {
   return (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = defaultMs) =>
     waitFor(what, async () => cond(), { timeoutMs, intervalMs });
+}
+
+/** Creates an EventSubscription as a user would (unlabelled: no test controller sees it). */
+export async function createSubscription(
+  custom: CustomObjectsApi,
+  at: { namespace: string; name: string },
+  spec: EventSubscription['spec'],
+): Promise<EventSubscription> {
+  return (await custom.createNamespacedCustomObject({
+    group: API_GROUP,
+    version: API_VERSION,
+    namespace: at.namespace,
+    plural: 'eventsubscriptions',
+    body: {
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: 'EventSubscription',
+      metadata: { ...at },
+      spec,
+    },
+  })) as EventSubscription;
+}
+
+/**
+ * Makes an EventStream or EventSubscription Ready by hand, as the controller would write
+ * its status (for tests that run no controller): observedGeneration and a Ready condition of
+ * the object's current generation, plus `fields` (sinkUri and consumer, or streamName).
+ */
+export async function writeReadyStatus(
+  custom: CustomObjectsApi,
+  at: { namespace: string; plural: 'eventstreams' | 'eventsubscriptions'; name: string },
+  fields: Partial<EventSubscriptionStatus> | Partial<EventStreamStatus> = {},
+  ready: { reason: string; message: string } = { reason: 'Ready', message: 'ready' },
+): Promise<void> {
+  const ref = { group: API_GROUP, version: API_VERSION, ...at };
+  const current = (await custom.getNamespacedCustomObject(ref)) as KubernetesObject;
+  const generation = current.metadata?.generation ?? 1;
+  await custom.replaceNamespacedCustomObjectStatus({
+    ...ref,
+    body: {
+      ...current,
+      status: {
+        observedGeneration: generation,
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            ...ready,
+            lastTransitionTime: new Date().toISOString(),
+            observedGeneration: generation,
+          },
+        ],
+        ...fields,
+      },
+    },
+  });
 }

@@ -2,60 +2,47 @@
 // directly through the status subresource, no controller), starts delivering when one is
 // Ready with a sink and a consumer, follows a change, and stops when it is deleted.
 import { randomUUID } from 'node:crypto';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { API_GROUP, API_VERSION, type EventSubscription } from '../../../src/api/types.ts';
 import { parseDispatcherConfig } from '../../../src/dispatcher/config.ts';
 import { startDispatcher, type Dispatcher } from '../../../src/dispatcher/dispatcher.ts';
 import { silentLogger } from '../../../src/observability/logger.ts';
-import { installCrds } from '../../harness/crds.ts';
 import { startSink, type TestSink } from '../../harness/sink.ts';
 import {
+  apiFixture,
   consumerState,
+  createSubscription,
   event,
   makeStream,
-  natsAt,
   publish,
   type Nats,
   untilWithin,
+  writeReadyStatus,
 } from './helpers.ts';
 
 const until = untilWithin(30_000, 100);
 
 describe('dispatcher driven by EventSubscriptions', () => {
-  const kc = new KubeConfig();
   const namespace = `disp-${randomUUID().slice(0, 8)}`;
-  let custom: CustomObjectsApi;
+  const fx = apiFixture(namespace);
+  const { kc, custom } = fx;
   let n: Nats;
   let dispatcher: Dispatcher | undefined;
   const sinks: TestSink[] = [];
 
-  beforeAll(async () => {
-    kc.loadFromFile(inject('kubeconfigPath'));
-    await installCrds(kc);
-    custom = kc.makeApiClient(CustomObjectsApi);
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
-    n = await natsAt(inject('natsUrl'));
+  beforeAll(() => {
+    n = fx.nats();
   });
   afterAll(async () => {
     await dispatcher?.stop(1_000);
     await Promise.all(sinks.map((s) => s.close()));
-    await n.nc.close();
   });
 
   const ref = { group: API_GROUP, version: API_VERSION, namespace };
 
-  const createSub = async (name: string, spec: EventSubscription['spec']) =>
-    (await custom.createNamespacedCustomObject({
-      ...ref,
-      plural: 'eventsubscriptions',
-      body: {
-        apiVersion: `${API_GROUP}/${API_VERSION}`,
-        kind: 'EventSubscription',
-        metadata: { name, namespace },
-        spec,
-      },
-    })) as EventSubscription;
+  const createSub = (name: string, spec: EventSubscription['spec']) =>
+    createSubscription(custom, { namespace, name }, spec);
 
   /** A dispatcher serving this test's namespace, ops on a free loopback port. */
   const startNamespaceDispatcher = () =>
@@ -70,43 +57,17 @@ describe('dispatcher driven by EventSubscriptions', () => {
     );
 
   /** Ready, with a sink and a consumer in status, as the controller would write it. */
-  const writeReadyStatus = async (
+  const readyWith = (
     name: string,
-    generation: number,
     sinkUri: string,
     s: { name: string; consumer: string },
     extra: Partial<NonNullable<EventSubscription['status']>> = {},
-  ) => {
-    const current = (await custom.getNamespacedCustomObject({
-      ...ref,
-      plural: 'eventsubscriptions',
-      name,
-    })) as EventSubscription;
-    await custom.replaceNamespacedCustomObjectStatus({
-      ...ref,
-      plural: 'eventsubscriptions',
-      name,
-      body: {
-        ...current,
-        status: {
-          observedGeneration: generation,
-          conditions: [
-            {
-              type: 'Ready',
-              status: 'True',
-              reason: 'Ready',
-              message: 'ready',
-              lastTransitionTime: new Date().toISOString(),
-              observedGeneration: generation,
-            },
-          ],
-          sinkUri,
-          consumer: { stream: s.name, name: s.consumer },
-          ...extra,
-        },
-      },
-    });
-  };
+  ) =>
+    writeReadyStatus(
+      custom,
+      { namespace, plural: 'eventsubscriptions', name },
+      { sinkUri, consumer: { stream: s.name, name: s.consumer }, ...extra },
+    );
 
   it('starts, reconfigures and stops delivery as the subscription changes', async () => {
     const s = await makeStream(n);
@@ -123,13 +84,12 @@ describe('dispatcher driven by EventSubscriptions', () => {
         spec: { subjectPrefix: s.prefix },
       },
     });
-    const created = await createSub('orders', {
+    await createSub('orders', {
       stream: { name: 'shop' },
       sink: { uri: `${first.url}/events` },
       delivery: { backoffDelay: '50ms' },
     });
-    const writeStatus = (sinkUri: string) =>
-      writeReadyStatus('orders', created.metadata?.generation ?? 1, sinkUri, s);
+    const writeStatus = (sinkUri: string) => readyWith('orders', sinkUri, s);
 
     dispatcher = await startNamespaceDispatcher();
     const ops = `http://127.0.0.1:${dispatcher.opsPort ?? 0}`;
@@ -172,7 +132,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
     const s = await makeStream(n, { maxDeliver: 4 });
     const target = await startSink(() => ({ status: 400 }));
     sinks.push(target);
-    const created = await createSub('held', {
+    await createSub('held', {
       stream: { name: 'shop' },
       sink: { uri: target.url },
       delivery: {
@@ -182,7 +142,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
         deadLetter: { subject: `${s.prefix}lost.orders` },
       },
     });
-    await writeReadyStatus('held', created.metadata?.generation ?? 1, target.url, s);
+    await readyWith('held', target.url, s);
     dispatcher ??= await startNamespaceDispatcher();
     await publish(n, s.prefix, [event(1)]);
     const core = kc.makeApiClient(CoreV1Api);
@@ -236,7 +196,7 @@ describe('dispatcher driven by EventSubscriptions', () => {
       delivery: { deadLetter: { sink: { uri: `${unvetted.url}/spec` } } },
     });
     const generation = created.metadata?.generation ?? 1;
-    await writeReadyStatus('vetted', generation, target.url, s, {
+    await readyWith('vetted', target.url, s, {
       deadLetterSinkUri: `${vetted.url}/resolved`,
     });
     dispatcher ??= await startNamespaceDispatcher();
