@@ -8,9 +8,6 @@
 // controller has stopped (post-delete), since a running controller adds them back.
 // Every resource carries this file's scope label and every run passes --scope, so the other
 // test files' resources on the shared control plane are never touched.
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import {
   CoordinationV1Api,
   CoreV1Api,
@@ -25,7 +22,6 @@ import type { EventStream, EventSubscription } from '../../../src/api/types.ts';
 import type { ControllerHandle } from '../../../src/controller/controller.ts';
 import {
   Resources,
-  SCOPE_LABEL,
   ensureNamespace,
   eventStream,
   eventSubscription,
@@ -34,49 +30,9 @@ import {
 } from '../../harness/controller.ts';
 import { installCrds } from '../../harness/crds.ts';
 import { waitFor } from '../../harness/index.ts';
-import { unique } from './helpers.ts';
+import { chartLabels, uninstallCleanup, uninstallCleanupArgs, unique } from './helpers.ts';
 
-const execFileAsync = promisify(execFile);
-const main = join(import.meta.dirname, '..', '..', '..', 'src', 'cli', 'main.ts');
 const FINALIZER = 'eventwire.io/finalizer';
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly ms: number;
-}
-
-/** The command in a child process, as the hook Job's container runs it. */
-async function cleanup(kubeconfig: string, args: readonly string[]): Promise<Run> {
-  const started = Date.now();
-  try {
-    const { stdout, stderr } = await execFileAsync(
-      process.execPath,
-      [main, 'uninstall-cleanup', ...args],
-      { env: { PATH: process.env.PATH ?? '', KUBECONFIG: kubeconfig }, timeout: 60_000 },
-    );
-    return { code: 0, stdout, stderr, ms: Date.now() - started };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return {
-      code: typeof e.code === 'number' ? e.code : -1,
-      stdout: e.stdout ?? '',
-      stderr: e.stderr ?? '',
-      ms: Date.now() - started,
-    };
-  }
-}
-
-/** The labels the chart puts on what it creates (eventwire.labels in _helpers.tpl). */
-const chartLabels = (release: string) => ({
-  'app.kubernetes.io/name': 'eventwire',
-  'app.kubernetes.io/instance': release,
-  'app.kubernetes.io/managed-by': 'Helm',
-  'app.kubernetes.io/part-of': 'eventwire',
-});
-const chartSelector = (release: string) =>
-  `app.kubernetes.io/instance=${release},app.kubernetes.io/managed-by=Helm,app.kubernetes.io/name=eventwire`;
 
 function labelled<T extends KubernetesObject>(obj: T, labels: Record<string, string>): T {
   return {
@@ -89,6 +45,19 @@ function labelled<T extends KubernetesObject>(obj: T, labels: Record<string, str
 function finalized<T extends KubernetesObject>(obj: T): T {
   return { ...obj, metadata: { ...obj.metadata, finalizers: [FINALIZER] } };
 }
+
+/** The chart's default stream in the release namespace, as a controller left it. */
+const releaseStream = (scope: string, release: string, namespace: string): EventStream =>
+  finalized(
+    labelled(
+      eventStream(
+        scope,
+        { namespace, name: 'default' },
+        { subjectPrefix: `${scope}.default`, storage: 'memory' },
+      ),
+      chartLabels(release),
+    ),
+  );
 
 describe('eventwire uninstall-cleanup', () => {
   const kubeconfigPath = inject('kubeconfigPath');
@@ -125,19 +94,7 @@ describe('eventwire uninstall-cleanup', () => {
     const userNs = unique('uc-user');
     await ensureNamespace(kc, releaseNs);
     await ensureNamespace(kc, userNs);
-    // the chart's default stream, as a controller left it
-    await res.createStream(
-      finalized(
-        labelled(
-          eventStream(
-            scope,
-            { namespace: releaseNs, name: 'default' },
-            { subjectPrefix: `${scope}.default`, storage: 'memory' },
-          ),
-          chartLabels(release),
-        ),
-      ),
-    );
+    await res.createStream(releaseStream(scope, release, releaseNs));
     // a user's stream and subscription in their own namespace, also with the finalizer
     await res.createStream(
       finalized(
@@ -170,20 +127,11 @@ describe('eventwire uninstall-cleanup', () => {
       },
     });
 
-    const run = await cleanup(kubeconfigPath, [
-      '--namespace',
-      releaseNs,
-      '--selector',
-      chartSelector(release),
-      '--controller-lease',
-      `${release}-eventwire-controller`, // no such Lease: no controller runs
-      '--scope',
-      `${SCOPE_LABEL}=${scope}`,
-      '--test-pod',
-      testPod,
-      '--timeout',
-      '20s',
-    ]);
+    // --controller-lease names no Lease: no controller runs
+    const run = await uninstallCleanup(
+      kubeconfigPath,
+      uninstallCleanupArgs({ release, namespace: releaseNs, scope, testPod, timeout: '20s' }),
+    );
     expect(run.code, run.stderr + run.stdout).toBe(0);
     // the controller is known to be gone: no waiting for the timeout
     expect(run.ms).toBeLessThan(15_000);
@@ -215,20 +163,8 @@ describe('eventwire uninstall-cleanup', () => {
     let controller: ControllerHandle | undefined;
     let nc: NatsConnection;
     let jsm: JetStreamManager;
-    const args = (stage: string, timeout: string) => [
-      '--stage',
-      stage,
-      '--namespace',
-      releaseNs,
-      '--selector',
-      chartSelector(release),
-      '--controller-lease',
-      lease,
-      '--scope',
-      `${SCOPE_LABEL}=${scope}`,
-      '--timeout',
-      timeout,
-    ];
+    const args = (stage: string, timeout: string) =>
+      uninstallCleanupArgs({ stage, release, namespace: releaseNs, scope, timeout });
 
     beforeAll(async () => {
       await ensureNamespace(kc, releaseNs);
@@ -293,7 +229,7 @@ describe('eventwire uninstall-cleanup', () => {
     });
 
     it('pre-delete: the controller finalizes the release’s stream; the users’ finalizers stay while it runs', async () => {
-      const run = await cleanup(kubeconfigPath, args('pre-delete', '30s'));
+      const run = await uninstallCleanup(kubeconfigPath, args('pre-delete', '30s'));
       expect(run.code, run.stderr + run.stdout).toBe(0);
       expect(run.ms).toBeLessThan(20_000); // done when the controller was, not at the timeout
       expect(await res.streamGone(releaseNs, 'default')).toBe(true);
@@ -306,7 +242,7 @@ describe('eventwire uninstall-cleanup', () => {
     it('post-delete: once the controller stopped, the users’ finalizers go and their namespace can be deleted', async () => {
       await controller?.stop(); // what helm uninstall does between the two hooks
       controller = undefined;
-      const run = await cleanup(kubeconfigPath, args('post-delete', '30s'));
+      const run = await uninstallCleanup(kubeconfigPath, args('post-delete', '30s'));
       expect(run.code, run.stderr + run.stdout).toBe(0);
       const sub = await res.getSub(userNs, 'billing');
       expect(sub.metadata?.finalizers ?? []).not.toContain(FINALIZER);
@@ -334,30 +270,11 @@ describe('eventwire uninstall-cleanup', () => {
         },
       },
     });
-    await res.createStream(
-      finalized(
-        labelled(
-          eventStream(
-            scope,
-            { namespace: releaseNs, name: 'default' },
-            { subjectPrefix: `${scope}.default`, storage: 'memory' },
-          ),
-          chartLabels(release),
-        ),
-      ),
+    await res.createStream(releaseStream(scope, release, releaseNs));
+    const run = await uninstallCleanup(
+      kubeconfigPath,
+      uninstallCleanupArgs({ stage: 'pre-delete', release, namespace: releaseNs, timeout: '3s' }),
     );
-    const run = await cleanup(kubeconfigPath, [
-      '--stage',
-      'pre-delete',
-      '--namespace',
-      releaseNs,
-      '--selector',
-      chartSelector(release),
-      '--controller-lease',
-      lease,
-      '--timeout',
-      '3s',
-    ]);
     expect(run.code, run.stderr + run.stdout).toBe(0);
     expect(run.ms).toBeGreaterThanOrEqual(3000); // it did wait for the controller first
     expect(await res.streamGone(releaseNs, 'default')).toBe(true);
@@ -372,10 +289,10 @@ describe('eventwire uninstall-cleanup', () => {
   });
 
   it('exits 2 with the usage on a wrong or missing argument', async () => {
-    const missing = await cleanup(kubeconfigPath, ['--namespace', 'x']);
+    const missing = await uninstallCleanup(kubeconfigPath, ['--namespace', 'x']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('--selector');
-    const stage = await cleanup(kubeconfigPath, [
+    const stage = await uninstallCleanup(kubeconfigPath, [
       '--namespace',
       'x',
       '--selector',
