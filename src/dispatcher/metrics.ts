@@ -17,6 +17,10 @@ export class DispatcherMetrics {
   readonly filtered: Counter<'subscription'>;
   readonly replies: Counter<'subscription' | 'outcome'>;
   readonly workers: Gauge;
+  /** ordered subscriptions: pins this replica received (it became the one delivering) */
+  readonly pins: Counter<'subscription'>;
+  /** ordered subscriptions: from a pin to the moment nothing delivered before it is unsettled */
+  readonly pinGateSeconds: Histogram<'subscription'>;
   /** writes of status.stats.deadLettered that failed (the count is kept for the next try) */
   readonly statsFlushFailures: Counter<'subscription'>;
 
@@ -89,6 +93,7 @@ export class DispatcherMetrics {
       help: 'Subscriptions this dispatcher is delivering',
       registers,
     });
+    ({ pins: this.pins, pinGateSeconds: this.pinGateSeconds } = pinMetrics(registers));
     this.statsFlushFailures = new Counter({
       name: 'eventwire_dispatcher_stats_flush_failures_total',
       help: 'Writes of status.stats.deadLettered that failed; the count is kept and written on the next try',
@@ -96,4 +101,25 @@ export class DispatcherMetrics {
       registers,
     });
   }
+}
+
+/** The metrics of ordered subscriptions' pins. */
+function pinMetrics(registers: Registry[]): {
+  pins: Counter<'subscription'>;
+  pinGateSeconds: Histogram<'subscription'>;
+} {
+  const pins = new Counter({
+    name: 'eventwire_dispatcher_pins_total',
+    help: 'Ordered subscriptions: times this replica was pinned to the consumer (became the one delivering)',
+    labelNames: ['subscription'],
+    registers,
+  });
+  const pinGateSeconds = new Histogram({
+    name: 'eventwire_dispatcher_pin_gate_seconds',
+    help: 'Ordered subscriptions: time from a pin until every event delivered before it was settled (events of its keys wait meanwhile)',
+    labelNames: ['subscription'],
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers,
+  });
+  return { pins, pinGateSeconds };
 }

@@ -13,13 +13,25 @@
 // the backoff (working() keeps the message) and tries again, counting attempts from the
 // delivery count. See docs/delivery.md.
 //
+// Ordered subscriptions with several replicas: their consumer has a pinned-client priority
+// group (consumer-plan.ts). The worker pulls it with PinnedPuller (puller.ts), which keeps the
+// pin while this replica lives; the first messages of a new pin pass the PinGate (pin-gate.ts)
+// so they cannot overtake what the previous pin holder still holds or has not settled; a
+// graceful stop releases the pin (unpin) after it stopped pulling. docs/ordering.md, ADR 0011.
+//
 // Every failure ends in the outcome table: an event that cannot be encoded for the sink is a
 // permanent failure (dead letter at once); any other unexpected failure counts as a failed
 // attempt (retried with the backoff, dead-lettered after the retries). A dead letter or reply
 // that cannot be published is retried; once the delivery count nears the consumer's
 // max_deliver the message is held and retried in place, so JetStream never gives up on it.
-import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
+import {
+  DeliverPolicy,
+  type Consumer,
+  type ConsumerInfo,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import {
   fromHttpResponse,
   fromNatsMessage,
@@ -45,6 +57,8 @@ import type { DispatcherMetrics } from './metrics.ts';
 import { MAX_REPLY_HOPS, isValidHops, nextReplyHops } from './hops.ts';
 import { backoff, decide, terminal, type Decision, type FailureReason } from './outcome.ts';
 import { KeyedScheduler } from './scheduler.ts';
+import { PinGate, type PinWindow } from './pin-gate.ts';
+import { PinnedPuller } from './puller.ts';
 import type { WorkerSpec } from './settings.ts';
 
 export { MAX_REPLY_HOPS } from './hops.ts';
@@ -63,6 +77,13 @@ const MAX_DELIVER_RESERVE = 10;
 const MAX_NAK_DELAY_MS = 9_000_000_000_000;
 /** At most one Warning Event per worker and kind of failure that repeats, per interval. */
 const ALERT_INTERVAL_MS = 60_000;
+/**
+ * The most window sequences (ack floor to last delivered) read to learn their keys when a pin
+ * begins; a larger window is gated on the ack floor alone (pin-gate.ts).
+ */
+const WINDOW_READ_LIMIT = 10_000;
+/** How often the ack floor is read while the first messages of a pin are held back. */
+const FLOOR_POLL_MS = 200;
 
 export interface TerminalInfo {
   readonly subscription: string;
@@ -82,6 +103,8 @@ export interface WorkerAlert {
 
 export interface WorkerOptions {
   readonly js: JetStreamClient;
+  /** the connection of `js`; taken from `js` when not given (pinned consumers pull with it) */
+  readonly nc?: NatsConnection;
   readonly spec: WorkerSpec;
   readonly metrics: DispatcherMetrics;
   readonly log: Logger;
@@ -109,6 +132,8 @@ interface WorkerMetrics {
 interface Held {
   readonly msg: JsMsg;
   readonly decoded: EventResult;
+  /** the scheduler key (ordering) */
+  readonly key: string;
   /** the attempt number: JetStream's delivery count plus the retries made in place */
   attempt: number;
   settled: boolean;
@@ -212,8 +237,17 @@ export class SubscriptionWorker {
   /** aborted when the grace period ends: cancels attempts still in flight */
   readonly #abort = new AbortController();
   readonly #keepAliveOverride: number | undefined;
+  readonly #ncOption: NatsConnection | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
   #messages: { close(): Promise<unknown> } | undefined;
+  /** pinned consumers: the pull loop, and the gate of the first messages of each pin */
+  #puller: PinnedPuller | undefined;
+  #gate: PinGate<Held> | undefined;
+  #consumer: Consumer | undefined;
+  #pinGroup: string | undefined;
+  /** when the current pin began (performance.now()), until its window settled */
+  #pinStarted: number | undefined;
+  #floorPoll: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #stopped: Promise<void> | undefined;
   #consuming = false;
@@ -232,6 +266,7 @@ export class SubscriptionWorker {
     this.#onAlert = opts.onAlert;
     this.#onDeadLettered = opts.onDeadLettered;
     this.#keepAliveOverride = opts.keepAliveMs;
+    this.#ncOption = opts.nc;
     const compiled = compileFilters([...opts.spec.filters], {
       onCelError: (path, error, event) => {
         this.#log.warn({ path, err: error, eventId: event.id }, 'cel filter failed for an event');
@@ -305,12 +340,201 @@ export class SubscriptionWorker {
     const ackWaitMs = ackWaitNanos > 0 ? ackWaitNanos / 1e6 : DEFAULT_ACK_WAIT_MS;
     this.#maxDeliver = info.config.max_deliver ?? 0;
     this.#startKeepAlive(this.#keepAliveOverride ?? Math.max(100, Math.floor(ackWaitMs / 3)));
+    const group = info.config.priority_groups?.[0];
+    if (info.config.priority_policy === 'pinned_client' && group !== undefined) {
+      await this.#pullPinned(consumer, info, group);
+      return;
+    }
     const messages = await consumer.consume({ max_messages: delivery.maxInFlight });
     this.#messages = messages;
     if (this.#stopping.signal.aborted) await messages.close();
     this.#consuming = true;
     this.#log.info({ stream, consumer: name }, 'delivery loop started');
-    for await (const msg of messages) this.#accept(msg);
+    for await (const msg of messages) this.#accept(msg, undefined);
+  }
+
+  /** A pinned-client consumer (ordered subscription): one replica at a time receives. */
+  async #pullPinned(consumer: Consumer, info: ConsumerInfo, group: string): Promise<void> {
+    const { stream, consumer: name, delivery } = this.spec;
+    const timeoutNanos = info.config.priority_timeout ?? 0;
+    const puller = new PinnedPuller({
+      nc: this.#nc(),
+      apiPrefix: this.#js.apiPrefix,
+      stream,
+      consumer: name,
+      group,
+      batch: Math.max(1, delivery.maxInFlight),
+      // JetStream's default when the consumer does not say
+      pinTimeoutMs: timeoutNanos > 0 ? timeoutNanos / 1e6 : 120_000,
+      onMessage: (msg, pinId) => {
+        this.#accept(msg, pinId);
+      },
+      log: this.#log,
+    });
+    this.#consumer = consumer;
+    this.#pinGroup = group;
+    this.#gate ??= new PinGate<Held>();
+    this.#puller = puller;
+    this.#messages = {
+      close: () => {
+        puller.close();
+        return Promise.resolve();
+      },
+    };
+    if (this.#stopping.signal.aborted) puller.close();
+    this.#consuming = true;
+    this.#log.info({ stream, consumer: name, group }, 'delivery loop started (pinned)');
+    try {
+      await puller.run();
+    } finally {
+      puller.close();
+    }
+  }
+
+  #nc(): NatsConnection {
+    if (this.#ncOption !== undefined) return this.#ncOption;
+    // nats.js's JetStream client keeps its connection as `nc`
+    const nc = (this.#js as unknown as { nc?: NatsConnection }).nc;
+    if (nc === undefined) throw new Error('the JetStream client has no NATS connection');
+    return nc;
+  }
+
+  /** Releases the pin this replica holds, if any (a failure only delays the next pin). */
+  async #unpin(): Promise<void> {
+    const group = this.#pinGroup;
+    if (this.#puller?.pinId === undefined || group === undefined) return;
+    try {
+      const jsm = await this.#js.jetstreamManager(false);
+      await jsm.consumers.unpin(this.spec.stream, this.spec.consumer, group);
+      this.#log.info({ pinId: this.#puller.pinId }, 'pin released');
+    } catch (err) {
+      this.#log.warn({ err }, 'releasing the pin failed; it times out instead');
+    }
+  }
+
+  // ---- the first messages of a pin (pin-gate.ts) ---------------------------------------
+
+  /** A new pin: read its window, then release what the gate held back meanwhile. */
+  #beginPin(pin: string): void {
+    const gate = this.#gate;
+    if (gate === undefined) return;
+    gate.begin(pin);
+    this.#pinStarted = performance.now();
+    this.#metrics.pins.inc({ subscription: this.spec.id });
+    void this.#loadPin(gate, pin);
+  }
+
+  async #loadPin(gate: PinGate<Held>, pin: string): Promise<void> {
+    for (;;) {
+      try {
+        const window = await this.#loadWindow(pin);
+        this.#log.info(
+          {
+            pinId: pin,
+            floor: window.floor,
+            last: window.last,
+            windowKeys: window.keys === undefined ? 'unknown' : window.keys.size,
+          },
+          'pinned',
+        );
+        this.#release(gate.load(pin, window));
+        this.#pollFloor();
+        return;
+      } catch (err) {
+        // nothing of this pin is released until its window is known
+        this.#log.warn({ err, pinId: pin }, 'reading the window of a new pin failed; retrying');
+      }
+      if (!(await this.#sleep(1_000))) return;
+      if (gate.pin !== pin || gate.state !== 'loading') return;
+    }
+  }
+
+  /**
+   * The window of a new pin: the ack floor, the last delivered sequence and, when the window
+   * is small enough, the ordering key of every message in it (read from the stream).
+   */
+  async #loadWindow(pin: string): Promise<PinWindow> {
+    const consumer = this.#consumer;
+    if (consumer === undefined) throw new Error('no consumer');
+    const info = await consumer.info(false);
+    const floor = info.ack_floor.stream_seq;
+    const last = info.delivered.stream_seq;
+    if (last <= floor) return { floor, last, keys: new Map() };
+    if (last - floor > WINDOW_READ_LIMIT) return { floor, last };
+    try {
+      return { floor, last, keys: await this.#windowKeys(info, floor, last) };
+    } catch (err) {
+      this.#log.warn({ err, pinId: pin, floor, last }, 'reading the keys of a pin window failed');
+      return { floor, last };
+    }
+  }
+
+  /** The ordering key of each message in (floor, last] the consumer's filters select. */
+  async #windowKeys(
+    info: ConsumerInfo,
+    floor: number,
+    last: number,
+  ): Promise<Map<string, number[]>> {
+    const filters = info.config.filter_subjects ?? [];
+    const single = info.config.filter_subject;
+    const subjects = filters.length > 0 ? filters : single ? [single] : [];
+    const reader = await this.#js.consumers.get(this.spec.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: floor + 1,
+      ...(subjects.length > 0 ? { filter_subjects: subjects } : {}),
+    });
+    const keys = new Map<string, number[]>();
+    const messages = await reader.fetch({ max_messages: last - floor, expires: 5_000 });
+    for await (const msg of messages) {
+      const seq = msg.seq;
+      if (seq > last) break;
+      const key = this.#orderingKeyOf(decode(msg));
+      if (key !== undefined) {
+        const seqs = keys.get(key);
+        if (seqs === undefined) keys.set(key, [seq]);
+        else seqs.push(seq);
+      }
+      if (seq >= last || msg.info.pending === 0) break;
+    }
+    await messages.close();
+    return keys;
+  }
+
+  /** While the gate holds messages back, the ack floor tells what was settled elsewhere. */
+  #pollFloor(): void {
+    if (this.#floorPoll !== undefined) return;
+    const tick = async () => {
+      const gate = this.#gate;
+      const consumer = this.#consumer;
+      if (gate !== undefined && consumer !== undefined && !gate.isOpen()) {
+        try {
+          const info = await consumer.info(false);
+          this.#release(gate.floor(info.ack_floor.stream_seq));
+        } catch (err) {
+          this.#log.debug({ err }, 'reading the ack floor failed');
+        }
+      }
+      if (gate === undefined || gate.isOpen() || this.#isStopping()) {
+        this.#floorPoll = undefined;
+        return;
+      }
+      this.#floorPoll = setTimeout(() => void tick(), FLOOR_POLL_MS);
+    };
+    this.#floorPoll = setTimeout(() => void tick(), FLOOR_POLL_MS);
+  }
+
+  #gateOpened(): void {
+    if (this.#pinStarted === undefined) return;
+    const seconds = (performance.now() - this.#pinStarted) / 1000;
+    this.#pinStarted = undefined;
+    this.#metrics.pinGateSeconds.observe({ subscription: this.spec.id }, seconds);
+    this.#log.info({ pinId: this.#gate?.pin, seconds }, 'pin window settled');
+  }
+
+  /** Pushes what the gate released to the scheduler, in order. */
+  #release(items: readonly Held[]): void {
+    for (const h of items) this.#scheduler.push(h.key, h);
+    if (this.#gate?.state === 'open') this.#gateOpened();
   }
 
   #startKeepAlive(intervalMs: number): void {
@@ -325,31 +549,47 @@ export class SubscriptionWorker {
     this.#keepAlive.unref();
   }
 
-  #accept(msg: JsMsg): void {
+  #accept(msg: JsMsg, pinId: string | undefined): void {
     if (this.#stopping.signal.aborted) {
       msg.nak();
       return;
     }
+    const decoded = decode(msg);
     const held: Held = {
       msg,
-      decoded: decode(msg),
+      decoded,
+      key: this.#keyOf(decoded),
       attempt: msg.info.deliveryCount,
       settled: false,
       heldReported: false,
     };
     this.#held.add(held);
-    this.#scheduler.push(this.#keyOf(held), held);
+    const gate = this.#gate;
+    if (gate === undefined) {
+      this.#scheduler.push(held.key, held);
+      return;
+    }
+    if (pinId !== undefined && gate.isNewPin(pinId)) this.#beginPin(pinId);
+    this.#release(gate.admit(held, msg.info.streamSequence, held.key));
   }
 
-  #keyOf(h: Held): string {
-    const { ordering, orderingKey } = this.spec.delivery;
-    if (ordering === 'strict') return '';
-    if (ordering === 'key' && h.decoded.ok && orderingKey !== undefined) {
-      const key = h.decoded.event.extensions[orderingKey];
-      if (key !== undefined) return `k:${key}`;
-    }
+  /** The scheduler key of an event: its ordering key, '' (strict), or unordered. */
+  #keyOf(decoded: EventResult): string {
+    const key = this.#orderingKeyOf(decoded);
+    if (key !== undefined) return key;
     this.#seq += 1;
     return `u:${this.#seq}`;
+  }
+
+  /** The key that orders an event, or undefined when it is not ordered. */
+  #orderingKeyOf(decoded: EventResult): string | undefined {
+    const { ordering, orderingKey } = this.spec.delivery;
+    if (ordering === 'strict') return '';
+    if (ordering === 'key' && decoded.ok && orderingKey !== undefined) {
+      const key = decoded.event.extensions[orderingKey];
+      if (key !== undefined) return `k:${key}`;
+    }
+    return undefined;
   }
 
   #isStopping(): boolean {
@@ -860,7 +1100,10 @@ export class SubscriptionWorker {
     } catch (err) {
       // JetStream redelivers it: at least once
       this.#log.warn({ err, eventId: eventIdOf(h) }, 'ack not confirmed');
+      return;
     }
+    // confirmed: later messages of its key held back by a new pin may go
+    if (this.#gate !== undefined) this.#release(this.#gate.acked(h.msg.info.streamSequence));
   }
 
   #nak(h: Held, delayMs: number): void {
@@ -887,6 +1130,10 @@ export class SubscriptionWorker {
   async #stop(graceMs: number): Promise<void> {
     this.#stopping.abort();
     await withTimeout(this.#messages?.close(), 5_000);
+    // hand the pin over at once instead of after priority_timeout: the next replica's gate
+    // holds back what this one still holds (pin-gate.ts)
+    await withTimeout(this.#unpin(), 2_000);
+    for (const h of this.#gate?.takeWaiting() ?? []) this.#nak(h, 0);
     for (const h of this.#scheduler.takeQueued()) this.#nak(h, 0);
     const drained = await withTimeout(this.#scheduler.idle(), graceMs);
     if (!drained) {
@@ -898,6 +1145,7 @@ export class SubscriptionWorker {
     this.#flushAcks();
     await withTimeout(this.#loop, 5_000);
     if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+    if (this.#floorPoll !== undefined) clearTimeout(this.#floorPoll);
     await this.#client.destroy();
     this.#log.info({}, 'delivery loop stopped');
   }
