@@ -5,7 +5,6 @@
 // time limit, false otherwise; the child is always killed (by its own pid) afterwards.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   AppsV1Api,
@@ -79,26 +78,6 @@ async function stop(child: ChildProcess): Promise<void> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');
   await exited;
-}
-
-/** A kubeconfig file with the API server of `admin` and a bearer token. */
-export async function tokenKubeconfig(admin: KubeConfig, token: string, path: string) {
-  const cluster = admin.getCurrentCluster();
-  if (!cluster) throw new Error('no cluster');
-  const yaml = JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [
-      {
-        name: 'c',
-        cluster: { server: cluster.server, 'certificate-authority-data': cluster.caData },
-      },
-    ],
-    users: [{ name: 'sa', user: { token } }],
-    contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
-    'current-context': 'c',
-  });
-  await writeFile(path, yaml);
 }
 
 const conditionTrue = (obj: unknown, type = 'Ready') =>
