@@ -407,6 +407,7 @@ export class SubscriptionReconciler {
       retry: d.retry,
       maxInFlight: d.maxInFlight,
       start: startOf(sub),
+      ordering: d.ordering,
     });
   }
 

@@ -2,9 +2,13 @@
 // name) and runs one SubscriptionWorker per Ready subscription that has status.sinkUri and
 // status.consumer. A changed spec or status restarts that subscription's worker (graceful
 // stop, then a new one: JetStream hands unacked messages to the new one); a deleted or
-// no-longer-Ready subscription stops its worker. Several replicas share each durable pull
-// consumer: JetStream spreads messages over every replica pulling it. The dispatcher owns
-// status.stats.deadLettered: each replica adds the dead letters it sent (stats-flush.ts).
+// no-longer-Ready subscription stops its worker. Several replicas share the durable pull
+// consumer of an unordered subscription: JetStream spreads messages over every replica pulling
+// it. An ordered subscription (key, strict) is served by one replica, chosen by rendezvous
+// hashing over the live replicas (membership.ts, placement.ts); its consumer's pinned-client
+// group makes sure only one replica receives even while they disagree (ADR 0011). The
+// dispatcher owns status.stats.deadLettered: each replica adds the dead letters it sent
+// (stats-flush.ts).
 import { KubeConfig } from '@kubernetes/client-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -25,6 +29,8 @@ import type { DispatcherConfig } from './config.ts';
 import { DispatcherMetrics } from './metrics.ts';
 import { NOT_RECONCILED, workerSpecFor, type WorkerSpec } from './settings.ts';
 import { DeadLetterStats, kubeSubscriptionStatusApi } from './stats-flush.ts';
+import { HEARTBEAT_MS, Membership } from './membership.ts';
+import { ownerOf } from './placement.ts';
 import { SubscriptionWorker, type TerminalInfo, type WorkerAlert } from './subscription-worker.ts';
 
 export interface DispatcherDeps {
@@ -58,6 +64,10 @@ class Reconciler {
   readonly #subs: Informer<EventSubscription>;
   readonly #streams: Informer<EventStream>;
   readonly #js: JetStreamClient;
+  readonly #nc: NatsConnection;
+  readonly #membership: Membership;
+  /** ordered subscriptions wait until the other replicas had time to be heard */
+  #placementReady = false;
   readonly #metrics: DispatcherMetrics;
   readonly #log: Logger;
   readonly #cfg: DispatcherConfig;
@@ -69,7 +79,7 @@ class Reconciler {
   constructor(o: {
     cfg: DispatcherConfig;
     kc: KubeConfig;
-    js: JetStreamClient;
+    nc: NatsConnection;
     metrics: DispatcherMetrics;
     log: Logger;
     deadLettered: DeadLetterStats;
@@ -77,7 +87,16 @@ class Reconciler {
     const { cfg, kc, log } = o;
     this.#cfg = cfg;
     this.#deadLettered = o.deadLettered;
-    this.#js = o.js;
+    this.#nc = o.nc;
+    this.#js = jetstream(o.nc);
+    this.#membership = new Membership({
+      nc: o.nc,
+      namespace: cfg.namespace,
+      log,
+      onChange: () => {
+        this.kick();
+      },
+    });
     this.#metrics = o.metrics;
     this.#log = log;
     this.#recorder = new EventRecorder(kc, 'eventwire-dispatcher');
@@ -110,9 +129,30 @@ class Reconciler {
   }
 
   async start(): Promise<void> {
+    this.#membership.start();
     await Promise.all([this.#streams.start(), this.#subs.start()]);
     this.kick();
     await this.#chain;
+    // unordered subscriptions at once; ordered ones once the other replicas had time to be
+    // heard, so a replica starting does not take every ordered subscription for a moment
+    const timer = setTimeout(() => {
+      if (this.#stopped) return;
+      this.#placementReady = true;
+      this.#membership.setReady();
+      this.#log.info(
+        { replicas: this.#membership.candidates().length },
+        'serving ordered subscriptions',
+      );
+      this.kick();
+    }, HEARTBEAT_MS * 1.5);
+    timer.unref();
+  }
+
+  /** Ordered subscriptions are served by one replica (placement.ts); others by every one. */
+  #servedHere(spec: WorkerSpec): boolean {
+    if (spec.delivery.ordering === 'none') return true;
+    if (!this.#placementReady) return false;
+    return ownerOf(spec.id, this.#membership.candidates()) === this.#membership.self.id;
   }
 
   /** Schedules a reconcile of every subscription (serialised). */
@@ -130,10 +170,17 @@ class Reconciler {
       const id = objectKey(sub);
       const r = workerSpecFor(sub, (ns, name) => this.#streams.get(ns, name));
       const running = this.#running.get(id);
-      if (r.ok) desired.set(id, r.spec);
       // a spec the controller has not checked yet: go on with the last one it checked
-      else if (r.reason === NOT_RECONCILED && running) desired.set(id, running.worker.spec);
-      else this.#log.debug({ subscription: id, reason: r.reason }, 'not delivering');
+      const spec = r.ok
+        ? r.spec
+        : r.reason === NOT_RECONCILED && running
+          ? running.worker.spec
+          : undefined;
+      if (spec === undefined) {
+        if (!r.ok) this.#log.debug({ subscription: id, reason: r.reason }, 'not delivering');
+      } else if (this.#servedHere(spec)) {
+        desired.set(id, spec);
+      }
     }
     const stops: Promise<void>[] = [];
     for (const [id, running] of this.#running) {
@@ -155,6 +202,7 @@ class Reconciler {
     try {
       const worker = new SubscriptionWorker({
         js: this.#js,
+        nc: this.#nc,
         spec,
         metrics: this.#metrics,
         log: this.#log,
@@ -203,6 +251,9 @@ class Reconciler {
   }
 
   async stop(graceMs: number): Promise<void> {
+    // first: the other replicas start pulling this one's ordered subscriptions now, and
+    // receive them as soon as its workers release their pins
+    this.#membership.stop();
     this.#stopped = true;
     await Promise.all([this.#subs.stop(), this.#streams.stop()]);
     await this.#chain.catch(() => undefined);
@@ -235,7 +286,7 @@ export async function startDispatcher(
       metrics.statsFlushFailures.inc({ subscription });
     },
   });
-  const reconciler = new Reconciler({ cfg, kc, js: jetstream(nc), metrics, log, deadLettered });
+  const reconciler = new Reconciler({ cfg, kc, nc, metrics, log, deadLettered });
   let ops: OpsServer | undefined;
   try {
     if (deps.opsServer !== false) {

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   ACK_WAIT_GRACE_MS,
   MAX_DELIVER_HEADROOM,
+  PIN_GROUP,
+  PIN_TIMEOUT_MS,
   consumerSettingsFor,
   planConsumer,
   toConsumerConfig,
@@ -18,6 +20,7 @@ const input: ConsumerSettingsInput = {
   retry: 10,
   maxInFlight: 32,
   start: { policy: 'new' },
+  ordering: 'none',
 };
 
 function info(cfg: ReturnType<typeof toConsumerConfig>, ackFloor = 0): ConsumerInfo {
@@ -47,6 +50,58 @@ describe('consumerSettingsFor', () => {
     expect(consumerSettingsFor({ ...input, retry: 3, maxInFlight: 1 }).name).toBe(a);
     expect(consumerSettingsFor({ ...input, start: { policy: 'all' } }).name).not.toBe(a);
     expect(consumerSettingsFor({ ...input, stream: 'OTHER' }).name).not.toBe(a);
+  });
+});
+
+describe('the priority group of ordered subscriptions', () => {
+  it('none: one consumer every replica shares, named as before priority groups existed', () => {
+    const s = consumerSettingsFor(input);
+    const cfg = toConsumerConfig(s);
+    expect(cfg.priority_policy).toBeUndefined();
+    expect(cfg.priority_groups).toBeUndefined();
+    // the name the code before priority groups gave it: existing none consumers keep it
+    expect(s.name).toBe('shop_order-created_5deb397a');
+  });
+
+  it('key and strict: a pinned-client group, so one replica at a time receives the messages', () => {
+    for (const ordering of ['key', 'strict'] as const) {
+      const cfg = toConsumerConfig(consumerSettingsFor({ ...input, ordering }));
+      expect(cfg.priority_policy).toBe('pinned_client');
+      expect(cfg.priority_groups).toEqual([PIN_GROUP]);
+      expect(cfg.priority_timeout).toBe(PIN_TIMEOUT_MS * 1e6);
+    }
+  });
+
+  it('the priority policy is identity: switching to or from an ordered mode migrates at the ack floor', () => {
+    const none = consumerSettingsFor(input);
+    const key = consumerSettingsFor({ ...input, ordering: 'key' });
+    const strict = consumerSettingsFor({ ...input, ordering: 'strict' });
+    expect(key.name).not.toBe(none.name);
+    // key and strict differ only in how the dispatcher schedules: the same consumer
+    expect(strict.name).toBe(key.name);
+    const plan = planConsumer(key, { previous: info(toConsumerConfig(none), 41) });
+    expect(plan).toMatchObject({
+      kind: 'migrate',
+      from: { name: none.name },
+      config: { deliver_policy: 'by_start_sequence', opt_start_seq: 42 },
+    });
+    if (plan.kind === 'migrate') expect(plan.config.priority_policy).toBe('pinned_client');
+  });
+
+  it('repairs priority settings changed out of band in place', () => {
+    const key = consumerSettingsFor({ ...input, ordering: 'key' });
+    const drifted = { ...toConsumerConfig(key), priority_timeout: 120e9 };
+    const plan = planConsumer(key, { current: info(drifted) });
+    expect(plan).toMatchObject({ kind: 'update', changes: [{ field: 'priorityTimeout' }] });
+    if (plan.kind === 'update') expect(plan.config.priority_timeout).toBe(PIN_TIMEOUT_MS * 1e6);
+    const none = consumerSettingsFor(input);
+    const pinned = { ...toConsumerConfig(none), ...toConsumerConfig(key), durable_name: none.name };
+    const back = planConsumer(none, { current: info(pinned) });
+    expect(back.kind).toBe('update');
+    if (back.kind === 'update') {
+      expect(back.config.priority_policy).toBeUndefined();
+      expect(back.config.priority_groups).toBeUndefined();
+    }
   });
 });
 

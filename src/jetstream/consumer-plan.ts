@@ -6,12 +6,19 @@
 // gets a new consumer name, and the new consumer starts right after the old consumer's ack
 // floor, so no event is skipped (events acknowledged out of order above the floor are
 // delivered again: at least once, never lost).
+//
+// Ordered subscriptions (`key`, `strict`) get a consumer with a pinned-client priority group
+// (NATS 2.11+): one dispatcher replica at a time receives its messages (docs/ordering.md,
+// ADR 0011). The priority policy is part of the consumer's identity, so switching a
+// subscription between `none` and an ordered mode moves it to a new consumer at the old one's
+// ack floor (ADR 0002) instead of changing how a live consumer hands out messages.
 import { createHash } from 'node:crypto';
 import {
   AckPolicy,
   DeliverPolicy,
   ReplayPolicy,
   type ConsumerConfig,
+  type PriorityPolicy,
   type ConsumerInfo,
 } from '@nats-io/jetstream';
 import { msToNanos } from '../api/duration.ts';
@@ -35,6 +42,27 @@ export const STREAM_CREATED_METADATA_KEY = 'eventwire.io/stream-created';
 /** Added to delivery.timeout for ack_wait: the dispatcher's own work after an attempt. */
 export const ACK_WAIT_GRACE_MS = 10_000;
 
+/** The priority group every dispatcher replica pulls an ordered subscription's consumer in. */
+export const PIN_GROUP = 'eventwire';
+
+/**
+ * priority_timeout of an ordered subscription's consumer: the pin moves to another replica's
+ * waiting pull when the pinned replica has not pulled for this long (it pulls every third of
+ * it, see src/dispatcher/puller.ts). The failover time after a pinned replica dies.
+ */
+export const PIN_TIMEOUT_MS = 6_000;
+
+export type OrderingMode = 'none' | 'key' | 'strict';
+
+const PINNED_CLIENT: PriorityPolicy = 'pinned_client';
+const NO_PRIORITY: PriorityPolicy = 'none';
+
+/** The pinned-client priority group of an ordered subscription's consumer. */
+export interface PinSettings {
+  readonly group: string;
+  readonly timeoutMs: number;
+}
+
 export type StartPosition =
   | { readonly policy: 'new' }
   | { readonly policy: 'all' }
@@ -51,6 +79,8 @@ export interface ConsumerSettings {
   readonly start: StartPosition;
   /** namespace/name of the EventSubscription */
   readonly owner: string;
+  /** ordered subscriptions: one replica at a time is pinned; none: every replica pulls */
+  readonly pin?: PinSettings | undefined;
 }
 
 export interface ConsumerSettingsInput {
@@ -62,18 +92,28 @@ export interface ConsumerSettingsInput {
   readonly retry: number;
   readonly maxInFlight: number;
   readonly start: StartPosition;
+  readonly ordering: OrderingMode;
 }
 
 function sanitize(s: string): string {
   return s.replace(/[^A-Za-z0-9_-]/g, '_');
 }
 
+function pinFor(ordering: OrderingMode): PinSettings | undefined {
+  return ordering === 'none' ? undefined : { group: PIN_GROUP, timeoutMs: PIN_TIMEOUT_MS };
+}
+
 /**
- * The consumer name: namespace, name and a hash of what JetStream cannot change in place
- * (the stream and the start position), so such a change yields a new name.
+ * The consumer name: namespace, name and a hash of its identity: what JetStream cannot change
+ * in place (the stream and the start position) and how it hands out messages (shared, or
+ * pinned to one replica for ordered subscriptions), so such a change yields a new name. The
+ * identity of a `none` subscription is what it was before priority groups existed.
  */
 export function consumerNameFor(input: ConsumerSettingsInput): string {
-  const key = JSON.stringify([input.stream, input.start]);
+  const pin = pinFor(input.ordering);
+  const identity: unknown[] = [input.stream, input.start];
+  if (pin !== undefined) identity.push({ priority: PINNED_CLIENT, group: pin.group });
+  const key = JSON.stringify(identity);
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 8);
   const base = `${sanitize(input.namespace)}_${sanitize(input.name)}`;
   return `${base.length > 100 ? base.slice(0, 100) : base}_${hash}`;
@@ -89,6 +129,7 @@ export function consumerSettingsFor(input: ConsumerSettingsInput): ConsumerSetti
     maxAckPending: input.maxInFlight,
     start: input.start,
     owner: `${input.namespace}/${input.name}`,
+    pin: pinFor(input.ordering),
   };
 }
 
@@ -105,6 +146,16 @@ function deliverFields(start: StartPosition): Partial<ConsumerConfig> {
   }
 }
 
+/** The priority fields; JetStream changes them in place, the name carries the policy. */
+function priorityFields(s: ConsumerSettings): Partial<ConsumerConfig> {
+  if (s.pin === undefined) return {};
+  return {
+    priority_policy: PINNED_CLIENT,
+    priority_groups: [s.pin.group],
+    priority_timeout: msToNanos(s.pin.timeoutMs),
+  };
+}
+
 function mutableFields(s: ConsumerSettings): Partial<ConsumerConfig> {
   return {
     description: `eventwire EventSubscription ${s.owner}`,
@@ -112,6 +163,7 @@ function mutableFields(s: ConsumerSettings): Partial<ConsumerConfig> {
     ack_wait: msToNanos(s.ackWaitMs),
     max_deliver: s.maxDeliver,
     max_ack_pending: s.maxAckPending,
+    ...priorityFields(s),
     metadata: { [OWNER_METADATA_KEY]: s.owner },
   };
 }
@@ -146,6 +198,10 @@ function sortedSubjects(c: Partial<ConsumerConfig>): string[] {
   return [...list].sort();
 }
 
+function priorityPolicyOf(c: Partial<ConsumerConfig>): string {
+  return c.priority_policy ?? NO_PRIORITY;
+}
+
 /** The mutable differences between an existing consumer and the desired settings. */
 export function diffConsumer(
   existing: Partial<ConsumerConfig>,
@@ -157,6 +213,9 @@ export function diffConsumer(
     ['ackWait', existing.ack_wait, want.ack_wait],
     ['maxDeliver', existing.max_deliver, want.max_deliver],
     ['maxAckPending', existing.max_ack_pending, want.max_ack_pending],
+    ['priorityPolicy', priorityPolicyOf(existing), want.priority_policy ?? NO_PRIORITY],
+    ['priorityGroups', existing.priority_groups ?? [], want.priority_groups ?? []],
+    ['priorityTimeout', existing.priority_timeout ?? 0, want.priority_timeout ?? 0],
     ['owner', existing.metadata?.[OWNER_METADATA_KEY], s.owner],
   ];
   return pairs.flatMap(([field, from, to]) => {
@@ -283,7 +342,13 @@ export function planConsumer(s: ConsumerSettings, seen: ConsumerObservation): Co
     const mutable = mutableFields(s);
     // keep the metadata eventwire does not diff (the stream identity)
     const metadata = { ...seen.current.config.metadata, ...mutable.metadata };
-    return { kind: 'update', config: { ...seen.current.config, ...mutable, metadata }, changes };
+    // every priority field comes from the settings: a shared consumer given a priority group
+    // out of band loses it again
+    const kept: Partial<ConsumerConfig> = { ...seen.current.config };
+    delete kept.priority_policy;
+    delete kept.priority_groups;
+    delete kept.priority_timeout;
+    return { kind: 'update', config: { ...kept, ...mutable, metadata }, changes };
   }
   if (seen.previous?.stream_name === s.stream) {
     const startSeq = seen.previous.ack_floor.stream_seq + 1;
