@@ -25,14 +25,16 @@ const sub = (name: string, stats: NonNullable<EventSubscription['status']>['stat
   }) as EventSubscription;
 
 describe('eventwire status', () => {
-  it('shows the events a stream discarded before the subscription read them', () => {
-    const lossy = rowOf(sub('lossy', { pending: 3, ackPending: 1, discardedUnread: 20 }));
+  it('shows the events dead-lettered, and those a stream discarded before the subscription read them', () => {
+    const lossy = rowOf(
+      sub('lossy', { pending: 3, ackPending: 1, deadLettered: 2, discardedUnread: 20 }),
+    );
     expect(lossy).toMatchObject({ pending: 3, ackPending: 1, discardedUnread: 20 });
     const clean = rowOf(sub('clean', { pending: 0, ackPending: 0 }));
     expect(clean.discardedUnread).toBeNull();
     const lines = table([lossy, clean], false).trimEnd().split('\n');
-    expect(lines[0]).toMatch(/PENDING\s+ACK-PENDING\s+DISCARDED$/);
-    expect(lines[1]).toMatch(/^lossy\s.*\s3\s+1\s+20$/);
-    expect(lines[2]).toMatch(/^clean\s.*\s0\s+0\s+0$/);
+    expect(lines[0]).toMatch(/PENDING\s+ACK-PENDING\s+DEAD-LETTERED\s+DISCARDED$/);
+    expect(lines[1]).toMatch(/^lossy\s.*\s3\s+1\s+2\s+20$/);
+    expect(lines[2]).toMatch(/^clean\s.*\s0\s+0\s+0\s+0$/);
   });
 });
