@@ -17,7 +17,7 @@ import { describeSummary, HANDLERS, type HandlerName } from '../../examples/shop
 import { missing, publish, scenarioEvents, type ShopStates } from '../../examples/shop/scenario.ts';
 import { buildLocalImages, PAUSE_IMAGE } from '../devenv/images.ts';
 import { checkHost, startLocalNode, type LocalNode } from '../devenv/node.ts';
-import { killProcessesOf, unmountUnder } from '../devenv/processes.ts';
+import { descendantsOf, killProcessesOf, unmountUnder } from '../devenv/processes.ts';
 import {
   defaultCacheDir,
   defaultRepoRoot,
@@ -49,28 +49,6 @@ export function imagesCacheDir(env: NodeJS.ProcessEnv): string {
 }
 
 // ---- processes ------------------------------------------------------------------------------
-
-/** Every live descendant of `root` (children, their children, ...), from /proc. */
-function descendantsOf(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // "pid (comm) S ppid ...": the fields after the last ')'
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // exited while we looked
-    }
-  }
-  const under = (pid: number): boolean => {
-    for (let p = parent.get(pid); p !== undefined && p > 1; p = parent.get(p)) {
-      if (p === root) return true;
-    }
-    return false;
-  };
-  return [...parent.keys()].filter(under);
-}
 
 function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
   for (const pid of pids) {

@@ -120,12 +120,22 @@ function parentOf(pid: number): number | undefined {
  */
 export function processesOf(dir: string): number[] {
   const all = procPids();
+  const children = childrenByParent(all);
+  const roots = all.filter((pid) => pid !== process.pid && cmdlineOf(pid).includes(dir));
+  return treesOf(roots, children);
+}
+
+function childrenByParent(all: readonly number[]): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const pid of all) {
     const ppid = parentOf(pid);
     if (ppid !== undefined) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
   }
-  const roots = all.filter((pid) => pid !== process.pid && cmdlineOf(pid).includes(dir));
+  return children;
+}
+
+/** `roots` and all their descendants, descendants first. */
+function treesOf(roots: readonly number[], children: Map<number, number[]>): number[] {
   const out: number[] = [];
   const visit = (pid: number): void => {
     if (out.includes(pid)) return;
@@ -134,6 +144,11 @@ export function processesOf(dir: string): number[] {
   };
   for (const pid of roots) visit(pid);
   return out;
+}
+
+/** Every live descendant of `root` (children, their children, ...), descendants first. */
+export function descendantsOf(root: number): number[] {
+  return treesOf([root], childrenByParent(procPids())).filter((pid) => pid !== root);
 }
 
 /** SIGKILL every process of `dir` (see processesOf); returns how many. */
