@@ -68,19 +68,20 @@ spec:
 
 interface Ledger {
   readonly received: Map<string, number>;
-  readonly times: number[];
+  /** when each delivery arrived, by event id */
+  readonly arrivals: { readonly id: string; readonly at: number }[];
 }
 
 async function ledger(): Promise<Ledger> {
   const text = await getFromPod(FNS, 'deploy/recorder', '/ledger');
   const received = new Map<string, number>();
-  const times: number[] = [];
+  const arrivals: { id: string; at: number }[] = [];
   for (const line of text.split('\n').filter(Boolean)) {
     const { id, at } = JSON.parse(line) as { id: string; at: number };
     received.set(id, (received.get(id) ?? 0) + 1);
-    times.push(at);
+    arrivals.push({ id, at });
   }
-  return { received, times };
+  return { received, arrivals };
 }
 
 async function applyObject(obj: object): Promise<void> {
@@ -150,7 +151,11 @@ async function allDelivered(
   );
   let duplicates = 0;
   for (const [id, n] of l.received) if (id.startsWith(`${prefix}-`) && n > 1) duplicates += n - 1;
-  const times = l.times.slice().sort((a, b) => a - b);
+  // the longest pause between two deliveries of this load (not of the earlier ones)
+  const times = l.arrivals
+    .filter((a) => a.id.startsWith(`${prefix}-`))
+    .map((a) => a.at)
+    .sort((a, b) => a - b);
   let longestGapMs = 0;
   for (let i = 1; i < times.length; i += 1)
     longestGapMs = Math.max(longestGapMs, (times[i] ?? 0) - (times[i - 1] ?? 0));
