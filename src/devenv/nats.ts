@@ -12,9 +12,13 @@ export interface NatsOptions {
 }
 
 export interface NatsServer {
+  /** the server_name, as JetStream reports it (a stream's cluster.leader, its replicas) */
+  readonly name: string;
   /** nats://127.0.0.1:<port> */
   readonly url: string;
   readonly port: number;
+  /** http://127.0.0.1:<port> of the monitoring endpoints (/healthz, /varz, /connz, /jsz) */
+  readonly monitorUrl: string;
   readonly storeDir: string;
   /** the run directory: configuration, store and log */
   readonly runDir: string;
@@ -26,6 +30,13 @@ export interface NatsServer {
   kill(): Promise<void>;
   /** start again on the same port and store */
   restart(): Promise<void>;
+  /**
+   * Whether the server answers its full health check: JetStream is enabled, it knows the
+   * meta leader and every stream and consumer replica it holds has caught up.
+   */
+  caughtUp(): Promise<boolean>;
+  /** caughtUp(), polled until true (a restarted cluster member replaying what it missed) */
+  waitCaughtUp(timeoutMs?: number): Promise<void>;
   /** stop and remove the store */
   dispose(): Promise<void>;
 }
@@ -65,8 +76,9 @@ function configText(node: NodeConfig): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function healthy(monitorPort: number): Promise<boolean> {
-  const res = await fetch(`http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`);
+async function healthy(monitorPort: number, full = false): Promise<boolean> {
+  const query = full ? '' : '?js-enabled-only=true';
+  const res = await fetch(`http://127.0.0.1:${monitorPort}/healthz${query}`);
   return res.ok;
 }
 
@@ -76,8 +88,10 @@ async function versionOf(monitorPort: number): Promise<string> {
 }
 
 class LocalNatsServer implements NatsServer {
+  readonly name: string;
   readonly url: string;
   readonly port: number;
+  readonly monitorUrl: string;
   readonly storeDir: string;
   readonly runDir: string;
   version = '';
@@ -93,8 +107,10 @@ class LocalNatsServer implements NatsServer {
     this.run = run;
     this.node = node;
     this.ownsRunDir = ownsRunDir;
+    this.name = node.name;
     this.port = node.port;
     this.url = `nats://127.0.0.1:${node.port}`;
+    this.monitorUrl = `http://127.0.0.1:${node.monitorPort}`;
     this.storeDir = node.storeDir;
     this.runDir = run.path;
     this.configFile = join(run.path, `${node.name}.conf`);
@@ -123,6 +139,23 @@ class LocalNatsServer implements NatsServer {
       ...(proc ? { proc } : {}),
     });
     this.version = await versionOf(this.node.monitorPort);
+  }
+
+  async caughtUp(): Promise<boolean> {
+    if (!this.running) return false;
+    try {
+      return await healthy(this.node.monitorPort, true);
+    } catch {
+      return false; // not listening yet
+    }
+  }
+
+  async waitCaughtUp(timeoutMs = 60_000): Promise<void> {
+    const proc = this.proc;
+    await waitFor(`${this.node.name} caught up (/healthz)`, () => this.caughtUp(), {
+      timeoutMs,
+      ...(proc ? { proc } : {}),
+    });
   }
 
   async stop(): Promise<void> {
@@ -190,6 +223,8 @@ export async function startNatsCluster(
     // members only become healthy once a JetStream meta leader is elected, so start all first
     for (const s of servers) await s.start(false);
     for (const s of servers) await s.waitHealthy();
+    // and until each knows the JetStream meta leader: before that, API requests time out
+    for (const s of servers) await s.waitCaughtUp(opts.startTimeoutMs ?? 30_000);
   } catch (err) {
     await dispose();
     throw new Error(`the nats cluster did not start (logs in ${run.path})`, { cause: err });
