@@ -23,6 +23,9 @@ async function authOptions(cfg: NatsConfig): Promise<Partial<ConnectionOptions>>
   return {};
 }
 
+/** How long connecting to one server may take before the next one is tried. */
+export const HANDSHAKE_TIMEOUT_MS = 2_000;
+
 /** Whether each connection made by connectNats is connected now (false while reconnecting). */
 const connected = new WeakMap<NatsConnection, boolean>();
 
@@ -47,6 +50,10 @@ export async function connectNats(
       name: cfg.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1_000,
+      // the handshake with one server (nats.js waits 20 s by default, nats.go 2 s): a server
+      // that is shutting down still accepts TCP connections for a while without serving
+      // them, and a reconnection that tries it first should move on to the others quickly
+      timeout: HANDSHAKE_TIMEOUT_MS,
       ...(opts.noAsyncTraces === true ? { noAsyncTraces: true } : {}),
       ...(await authOptions(cfg)),
       ...(cfg.tls ? { tls: { ...cfg.tls } } : {}),

@@ -3,6 +3,7 @@ import {
   defaultStreamName,
   describeImmutable,
   diffStream,
+  replicasBeyondCluster,
   toStreamConfig,
   type StreamSettings,
 } from './stream-plan.ts';
@@ -57,5 +58,30 @@ describe('diffStream', () => {
     const msg = describeImmutable(d.immutable, 'SHOP');
     expect(msg).toContain('storage "file" -> "memory"');
     expect(msg).toContain('no data was touched');
+  });
+});
+
+describe('replicasBeyondCluster', () => {
+  it('names spec.replicas and the cluster size when the replicas do not fit', () => {
+    const r = replicasBeyondCluster('SHOP', 5, { cluster: 'east', servers: 3 });
+    expect(r?.reason).toBe('ReplicasExceedClusterSize');
+    expect(r?.message).toBe(
+      'spec.replicas is 5 but NATS cluster east has 3 servers with JetStream, so JetStream ' +
+        'cannot place 5 copies of stream SHOP. Set spec.replicas to at most 3, or add servers ' +
+        'to the cluster.',
+    );
+  });
+
+  it('says when the NATS server is not clustered', () => {
+    const r = replicasBeyondCluster('SHOP', 3, { cluster: undefined, servers: 1 });
+    expect(r?.message).toMatch(
+      /^spec\.replicas is 3 but the NATS server is not part of a cluster \(a cluster size of 1\)/,
+    );
+    expect(r?.message).toMatch(/Set spec\.replicas to at most 1/);
+  });
+
+  it('leaves a refusal with enough servers to JetStream’s own message', () => {
+    expect(replicasBeyondCluster('SHOP', 3, { cluster: 'east', servers: 3 })).toBeUndefined();
+    expect(replicasBeyondCluster('SHOP', 3, { cluster: 'east', servers: 5 })).toBeUndefined();
   });
 });

@@ -111,3 +111,45 @@ export function describeImmutable(changes: readonly FieldChange[], streamName: s
     'another streamName and move subscriptions to it.'
   );
 }
+
+/** The servers a stream's replicas can be placed on, as the controller found them. */
+export interface JetStreamServers {
+  /** the NATS cluster's name; undefined for a server that is not in a cluster */
+  readonly cluster: string | undefined;
+  /** servers of that cluster with JetStream that answered */
+  readonly servers: number;
+}
+
+/** JetStream's error codes when it cannot place a stream's replicas. */
+export const PLACEMENT_ERROR_CODES = {
+  /** "no suitable peers for placement" (400) */
+  noSuitablePeers: 10005,
+  /** "insufficient resources" (503), also for scaling up an existing stream */
+  insufficientResources: 10023,
+  /** "replicas > 1 not supported in non-clustered mode" (500) */
+  notClustered: 10074,
+} as const;
+
+/**
+ * When JetStream refused to place the stream: why, for a person, if `replicas` is more than
+ * the servers found; undefined when enough servers answered (the refusal has another cause:
+ * a server offline, storage, placement tags, which JetStream's own message names).
+ */
+export function replicasBeyondCluster(
+  streamName: string,
+  replicas: number,
+  found: JetStreamServers,
+): { reason: 'ReplicasExceedClusterSize'; message: string } | undefined {
+  if (found.servers >= replicas) return undefined;
+  const where =
+    found.cluster === undefined
+      ? 'the NATS server is not part of a cluster (a cluster size of 1)'
+      : `NATS cluster ${found.cluster} has ${String(found.servers)} server${found.servers === 1 ? '' : 's'} with JetStream`;
+  return {
+    reason: 'ReplicasExceedClusterSize',
+    message:
+      `spec.replicas is ${String(replicas)} but ${where}, so JetStream cannot place ` +
+      `${String(replicas)} copies of stream ${streamName}. Set spec.replicas to at most ` +
+      `${String(found.servers)}, or add servers to the cluster.`,
+  };
+}
