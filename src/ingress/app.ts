@@ -1,8 +1,9 @@
 // The ingress HTTP application: POST /<namespace>/<stream> with one CloudEvent (binary or
 // structured mode) or a batch. Order of checks: path, authentication (401), authorization
 // (403), stream (404 / 503), producer namespace (403), body size (413), decoding and
-// validation of every event (400 / 413 / 415, nothing published), NATS connection (503),
-// then every event is published concurrently and 202 is answered once all PubAcks arrived.
+// validation of every event (400 / 413 / 415, nothing published), NATS connection (503 unless
+// a fail-over to another NATS server is under way), then every event is published
+// concurrently and 202 is answered once all PubAcks arrived.
 // An answer given before the whole body was read closes the connection: the rest of the
 // body is never read.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
@@ -14,7 +15,13 @@ import { AuthUnavailableError, type Authorizer, type Caller } from './auth.ts';
 import type { IngressMetrics } from './metrics.ts';
 import { readBody } from './body.ts';
 import { HttpProblem, PROBLEM_CONTENT_TYPE } from './problem.ts';
-import { encodeForNats, PublishError, publishEncoded, type EncodedEvent } from './publisher.ts';
+import {
+  encodeForNats,
+  PublishError,
+  publishEncoded,
+  type ConnectionWatch,
+  type EncodedEvent,
+} from './publisher.ts';
 import { allowsPublisher, type StreamDirectory, type StreamTarget } from './streams.ts';
 import {
   eventChecker,
@@ -29,8 +36,12 @@ import {
 export interface IngressDeps {
   readonly streams: StreamDirectory;
   readonly js: JetStreamClient;
-  /** false while the NATS connection is down: requests fail fast with 503 */
-  readonly connected: () => boolean;
+  /**
+   * The NATS connection's state: a request waits for a reconnection that is under way (a
+   * fail-over to another server of the cluster) and publishes again what was in flight when
+   * the connection was lost; it fails with 503 at once while NATS has been down for longer.
+   */
+  readonly connection: Pick<ConnectionWatch, 'connected' | 'whenConnected' | 'onReconnect'>;
   /** the NATS server's max payload, when known */
   readonly serverMaxPayload: () => number | undefined;
   /** undefined: no authentication (anyone may publish to streams allowing "*") */
@@ -215,10 +226,19 @@ function publishHandler(deps: IngressDeps): PublishHandler {
     if (!decoded.ok) throw HttpProblem.fromInvalidEvent(decoded.error);
     const encoded = encodeAll(deps, target, decoded, subjects);
     await nextTurn();
-    if (!deps.connected()) throw unavailable(deps, 'not connected to NATS');
+    const deadline = Date.now() + deps.publishTimeoutMs;
+    if (!deps.connection.connected() && !(await deps.connection.whenConnected(deadline))) {
+      throw unavailable(deps, 'not connected to NATS');
+    }
     let result;
     try {
-      result = await publishEncoded(deps.js, target.streamName, encoded, deps.publishTimeoutMs);
+      result = await publishEncoded(
+        deps.js,
+        target.streamName,
+        encoded,
+        deadline - Date.now(),
+        deps.connection.onReconnect,
+      );
     } catch (err) {
       throw toProblem(deps, err);
     }

@@ -150,44 +150,104 @@ export function publishEvents(
   return publishEncoded(js, target.streamName, encoded, timeoutMs);
 }
 
-/** publishEvents for events already encoded with encodeForNats. */
+/** Calls `listener` each time the connection, lost, is back; returns the way to stop. */
+export type OnReconnect = (listener: () => void) => () => void;
+
+/**
+ * publishEvents for events already encoded with encodeForNats. With `onReconnect` (as
+ * ConnectionWatch.onReconnect), an event still unacknowledged when the connection comes back
+ * is published again within the same timeout: its PUB or its PubAck may have died with the old
+ * server, and JetStream drops the copy it already stored (Nats-Msg-Id). Without it, such an
+ * event fails at the timeout.
+ */
 export async function publishEncoded(
   js: JetStreamClient,
   streamName: string | undefined,
   encoded: readonly EncodedEvent[],
   timeoutMs: number,
+  onReconnect?: OnReconnect,
 ): Promise<PublishResult> {
   const expect = streamName === undefined ? {} : { expect: { streamName } };
-  const settled = await Promise.allSettled(
-    encoded.map((m) =>
-      js.publish(m.subject, m.data, {
-        msgID: m.msgID,
-        headers: m.headers,
-        ...expect,
-        timeout: timeoutMs,
-        retries: 1,
-      }),
-    ),
-  );
-  const acks: PubAck[] = [];
-  for (const s of settled) {
-    if (s.status === 'rejected') throw classify(s.reason);
-    acks.push(s.value);
+  const deadline = Date.now() + timeoutMs;
+  const send = (m: EncodedEvent) =>
+    js.publish(m.subject, m.data, {
+      msgID: m.msgID,
+      headers: m.headers,
+      ...expect,
+      timeout: Math.max(1, deadline - Date.now()),
+      retries: 1,
+    });
+  if (onReconnect === undefined) {
+    const settled = await Promise.allSettled(encoded.map(send));
+    const acks: PubAck[] = [];
+    for (const s of settled) {
+      if (s.status === 'rejected') throw classify(s.reason);
+      acks.push(s.value);
+    }
+    return resultOf(acks);
   }
+  const acks: (PubAck | undefined)[] = encoded.map(() => undefined);
+  let todo = encoded.map((m, i) => ({ m, i }));
+  for (;;) {
+    let stop: () => void = () => undefined;
+    const back = new Promise<'reconnected'>((resolve) => {
+      stop = onReconnect(() => {
+        resolve('reconnected');
+      });
+    });
+    const attempts = Promise.allSettled(
+      todo.map(async ({ m, i }) => {
+        const ack = await send(m);
+        // an earlier attempt's PubAck that arrives after all tells the truth about duplicates
+        if (acks[i]?.duplicate !== false) acks[i] = ack;
+      }),
+    );
+    const first = await Promise.race([attempts, back]);
+    stop();
+    todo = todo.filter(({ i }) => acks[i] === undefined);
+    if (first !== 'reconnected') {
+      for (const s of first) if (s.status === 'rejected') throw classify(s.reason);
+      break;
+    }
+    if (todo.length === 0) break;
+    if (Date.now() >= deadline) {
+      throw classify(new Error('the NATS connection was lost and no PubAck came in time'));
+    }
+  }
+  return resultOf(acks.filter((a) => a !== undefined));
+}
+
+function resultOf(acks: PubAck[]): PublishResult {
   return { acks, duplicates: acks.filter((a) => a.duplicate).length };
 }
+
+/**
+ * How long after losing its connection a request waits for the client to reconnect: a client
+ * of a NATS cluster is on another server within milliseconds (up to its 2 s handshake timeout
+ * when the first server it tries hangs). A connection down for longer means NATS is down:
+ * requests are answered at once.
+ */
+export const FAILOVER_WAIT_MS = 2_500;
 
 /** Whether the NATS connection is up, following its status events. */
 export class ConnectionWatch {
   #connected = true;
+  /** when the connection was last lost */
+  #lostAt = 0;
+  readonly #listeners = new Set<() => void>();
   readonly #nc: NatsConnection;
 
   constructor(nc: NatsConnection, log: Logger) {
     this.#nc = nc;
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === 'disconnect') this.#connected = false;
-        else if (s.type === 'reconnect') this.#connected = true;
+        if (s.type === 'disconnect') {
+          this.#connected = false;
+          this.#lostAt = Date.now();
+        } else if (s.type === 'reconnect') {
+          this.#connected = true;
+          for (const listener of [...this.#listeners]) listener();
+        }
       }
     })().catch((err: unknown) => {
       log.error({ err }, 'nats status watch failed');
@@ -196,5 +256,32 @@ export class ConnectionWatch {
 
   connected(): boolean {
     return this.#connected && !this.#nc.isClosed();
+  }
+
+  /** Calls `listener` each time the connection, lost, is back, until the returned stop. */
+  readonly onReconnect: OnReconnect = (listener) => {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  };
+
+  /**
+   * True once connected. While the connection has been lost for less than FAILOVER_WAIT_MS
+   * this waits for the reconnection, until `deadline` at the latest; after that it answers at
+   * once.
+   */
+  async whenConnected(deadline: number): Promise<boolean> {
+    if (this.connected()) return true;
+    const waitMs = Math.min(deadline, this.#lostAt + FAILOVER_WAIT_MS) - Date.now();
+    if (waitMs <= 0 || this.#nc.isClosed()) return false;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        stop();
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      const stop = this.onReconnect(done);
+    });
+    return this.connected();
   }
 }

@@ -103,7 +103,7 @@ export async function startIngress(
   const app = createIngressApp({
     streams: kube.streams,
     js: jetstream(nc),
-    connected: () => connection.connected(),
+    connection,
     serverMaxPayload: () => nc.info?.max_payload,
     authorizer: kube.authorizer,
     maxBodyBytes: cfg.maxBodyBytes,
