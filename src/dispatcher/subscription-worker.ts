@@ -24,6 +24,8 @@
 // attempt (retried with the backoff, dead-lettered after the retries). A dead letter or reply
 // that cannot be published is retried; once the delivery count nears the consumer's
 // max_deliver the message is held and retried in place, so JetStream never gives up on it.
+// Should settling a failed event fail as well, it is nak'ed, or with ordering processed again
+// in place, so it is never overtaken by a later event of its key (recovery.ts).
 import {
   DeliverPolicy,
   type Consumer,
@@ -56,6 +58,7 @@ import { SinkClient, type PostResult } from './http-client.ts';
 import type { DispatcherMetrics } from './metrics.ts';
 import { MAX_REPLY_HOPS, isValidHops, nextReplyHops } from './hops.ts';
 import { backoff, decide, terminal, type Decision, type FailureReason } from './outcome.ts';
+import { lastResort } from './recovery.ts';
 import { KeyedScheduler } from './scheduler.ts';
 import { PinGate, type PinWindow } from './pin-gate.ts';
 import { PinnedPuller } from './puller.ts';
@@ -651,14 +654,24 @@ export class SubscriptionWorker {
     } catch (again) {
       this.#log.error({ err: again, eventId: idOf(h) }, 'settling a failed event failed');
     }
-    // never left unsettled: JetStream redelivers it after the backoff (without jitter: this
-    // must not fail too)
-    if (this.#held.has(h))
-      this.#nak(
-        h,
-        backoff(h.attempt, this.spec.delivery, () => 0.5),
-      );
-    return false;
+    if (!this.#held.has(h)) return false;
+    // never left unsettled (recovery.ts): nak'ed (none), or kept at the head of its key and
+    // processed again after the backoff (ordered: a nak would let its successors overtake it)
+    const next = lastResort(h.attempt, this.spec.delivery);
+    if (next.action === 'nak') {
+      this.#nak(h, next.delayMs);
+      return false;
+    }
+    this.#log.warn(
+      { eventId: idOf(h), attempt: h.attempt, delayMs: next.delayMs },
+      'failed event kept at the head of its key',
+    );
+    if (!(await this.#sleep(next.delayMs))) {
+      this.#nak(h, 0);
+      return false;
+    }
+    h.attempt += 1;
+    return true;
   }
 
   /** Retries later: nak with the delay, or wait in place (ordered); true: try again now. */

@@ -89,6 +89,66 @@ describe('ordering and concurrency', () => {
     expect(ok.indexOf('e-1')).toBeLessThan(ok.indexOf('e-0')); // key b was not held back
   });
 
+  it.each(['key', 'strict'] as const)(
+    '%s: an event whose processing and settling both fail unexpectedly is retried in place; later events of its key wait',
+    async (ordering) => {
+      // ack_wait 60 s: nothing the worker leaves unsettled can come back during the test
+      const s = await makeStream(n, { ackWaitMs: 60_000 });
+      let failed = false;
+      const sink = await startSink((req) => {
+        if (req.event?.id === 'e-0' && !failed) {
+          failed = true;
+          return { status: 503 };
+        }
+        return { status: 200 };
+      });
+      sinks.push(sink);
+      // key a: e-0, e-2, e-4, e-6; key b: e-1, e-3, e-5, e-7 (strict: one sequence)
+      const events = Array.from({ length: 8 }, (_, i) =>
+        event(i, { partitionkey: i % 2 === 0 ? 'a' : 'b', seq: String(i) }),
+      );
+      await publish(n, s.prefix, events);
+      // the 503 of e-0 is the first answer needing a backoff: its decision throws (processing
+      // fails), and so does the decision of the recovery (settling fails); later calls work
+      let calls = 0;
+      const random = () => {
+        calls += 1;
+        if (calls <= 2) throw new Error('the random source failed');
+        return 0.5;
+      };
+      workers.push(
+        startWorker(
+          n,
+          workerSpec(s, sink.url, {
+            ordering,
+            ...(ordering === 'key' ? { orderingKey: 'partitionkey' } : {}),
+            backoffDelayMs: 150,
+          }),
+          { random },
+        ).worker,
+      );
+      await until('all acked', async () => (await consumerState(n, s)).ackFloor === 8);
+      expect(calls).toBeGreaterThanOrEqual(2);
+      const delivered = sink.delivered();
+      // nothing lost, nothing twice
+      expect(delivered.map((e) => e.id).sort()).toEqual(events.map((e) => e.id).sort());
+      const orderOf = (key: string) =>
+        delivered
+          .filter((e) => ordering === 'strict' || e.extensions.partitionkey === key)
+          .map((e) => Number(e.extensions.seq));
+      for (const key of ['a', 'b']) {
+        const seqs = orderOf(key);
+        expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+      }
+      // e-0 failed once and was tried again by this worker, not redelivered by JetStream
+      expect(sink.requests.filter((r) => r.event?.id === 'e-0').map((r) => r.ok)).toEqual([
+        false,
+        true,
+      ]);
+      expect((await consumerState(n, s)).redelivered).toBe(0);
+    },
+  );
+
   it('strict: one at a time in stream order', async () => {
     const s = await makeStream(n);
     const sink = await startSink(() => ({ status: 200, delayMs: 2 }));
