@@ -65,6 +65,8 @@ import { PinnedPuller } from './puller.ts';
 import type { WorkerSpec } from './settings.ts';
 
 export { MAX_REPLY_HOPS } from './hops.ts';
+/** How long one pull of a shared (`ordering: none`) consumer waits for messages. */
+const PULL_EXPIRES_MS = 5_000;
 const DEFAULT_ACK_WAIT_MS = 30_000;
 /**
  * A message whose dead letter (or reply) fails is nak'ed with backoff until at most this many
@@ -348,7 +350,14 @@ export class SubscriptionWorker {
       await this.#pullPinned(consumer, info, group);
       return;
     }
-    const messages = await consumer.consume({ max_messages: delivery.maxInFlight });
+    const messages = await consumer.consume({
+      max_messages: delivery.maxInFlight,
+      // short pulls: when the consumer's leader moves to another server (a NATS cluster's
+      // leader election, a rolling restart) the open pull is lost, and nats.js pulls again
+      // only after two missed heartbeats (expires / 2 each); the default 30 s stalled
+      // delivery for 30-52 s after each move (test/integration/nats-cluster)
+      expires: PULL_EXPIRES_MS,
+    });
     this.#messages = messages;
     if (this.#stopping.signal.aborted) await messages.close();
     this.#consuming = true;

@@ -171,8 +171,13 @@ describe('status.stats.deadLettered', () => {
       );
       await until('six dead letters accepted', () => dl.delivered().length === 6);
       await until('deadLettered is 6', async () => (await deadLettered('orders')) === 6, 6_000);
-      // the five dead letters of one burst are written at once, not one by one
-      expect(watch.counts()).toEqual([1, 6]);
+      // the five dead letters of one burst are written together (one write per flush interval,
+      // normally one; a loaded machine may spread the burst over two), never going down
+      const counts = watch.counts();
+      expect(counts[0]).toBe(1);
+      expect(counts.at(-1)).toBe(6);
+      expect(counts).toEqual([...counts].sort((a, b) => a - b));
+      expect(counts.length).toBeLessThanOrEqual(3);
     } finally {
       await watch.stop();
     }
