@@ -176,7 +176,7 @@ describe('status.stats.deadLettered', () => {
       const counts = watch.counts();
       expect(counts[0]).toBe(1);
       expect(counts.at(-1)).toBe(6);
-      expect(counts).toEqual([...counts].sort((a, b) => a - b));
+      expect(counts).toEqual([...counts].sort((a, b) => (a ?? 0) - (b ?? 0)));
       expect(counts.length).toBeLessThanOrEqual(3);
     } finally {
       await watch.stop();
